@@ -1,0 +1,35 @@
+"""The `jaxrnn` command line: one sub-command per module.
+
+Each module named in `COMMANDS` provides `add_arguments(parser)` and `main(args) -> int`;
+it is imported only when its sub-command runs, so `jaxrnn verify` does not import the
+benchmark's optional dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "verify": ("jaxrnn.verify", "compare the hand-derived gradients with jax.grad and finite differences"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxrnn", description="A vanilla RNN in JAX with a hand-derived backward.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(module=module)
+        importlib.import_module(module).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return importlib.import_module(args.module).main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

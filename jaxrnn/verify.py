@@ -1,0 +1,193 @@
+"""Gradient verification: the hand-derived backward against independent oracles.
+
+For every local device and dtype, the gradients of a random loss over both outputs,
+`L = Σ ca ⊙ a + Σ cy ⊙ y`, taken through `rnn` (hand-derived VJP) are compared with
+
+- `jax.grad` of `rnn_autodiff` (float32, and float64 where the device has it), leaf by
+  leaf: `max_abs = max|g − g_ref|`, `max_rel = max_abs / max|g_ref|`;
+- central finite differences in float64 along a random direction v per leaf:
+  `(L(θ + εv) − L(θ − εv)) / 2ε` against `⟨g, v⟩`.
+
+Used by `jaxrnn verify`, the tests and the notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.forward import rnn_autodiff
+from jaxrnn.layer import rnn
+from jaxrnn.params import init_parameters
+
+# Relative tolerances against jax.grad, per dtype; and for finite differences (float64).
+AUTODIFF_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+FINITE_DIFFERENCE_TOLERANCE = 1e-6
+FINITE_DIFFERENCE_STEP = 1e-6
+
+
+class Check(NamedTuple):
+    device: str
+    dtype: str
+    oracle: str
+    argument: str
+    max_abs: float
+    max_rel: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_rel <= self.tolerance)  # False for NaN
+
+
+def random_problem(key, n_x, n_a, n_y, m, T_x, dtype):
+    """Random `(x, a0, parameters)` and loss weights `(ca, cy)` of the given sizes."""
+    k_p, k_x, k_a, k_ca, k_cy, k_b = jax.random.split(key, 6)
+    params = init_parameters(k_p, n_x, n_a, n_y, dtype)
+    # Non-zero biases so that their gradients are tested on a generic point.
+    k_ba, k_by = jax.random.split(k_b)
+    params["ba"] = 0.1 * jax.random.normal(k_ba, (n_a, 1), dtype)
+    params["by"] = 0.1 * jax.random.normal(k_by, (n_y, 1), dtype)
+    x = jax.random.normal(k_x, (n_x, m, T_x), dtype)
+    a0 = 0.5 * jax.random.normal(k_a, (n_a, m), dtype)
+    ca = jax.random.normal(k_ca, (n_a, m, T_x), dtype)
+    cy = jax.random.normal(k_cy, (n_y, m, T_x), dtype)
+    return (x, a0, params), (ca, cy)
+
+
+def weighted_sum_loss(forward, ca, cy):
+    """`L(x, a0, parameters) = Σ ca ⊙ a + Σ cy ⊙ y` for `forward` in {rnn, rnn_autodiff}."""
+
+    def loss(x, a0, params):
+        a, y = forward(x, a0, params)
+        return jnp.sum(ca * a) + jnp.sum(cy * y)
+
+    return loss
+
+
+def _named_leaves(grads):
+    dx, da0, dparams = grads
+    return {"x": dx, "a0": da0, **{k: dparams[k] for k in sorted(dparams)}}
+
+
+def compare_with_autodiff(device, dtype, sizes, key) -> list[Check]:
+    with jax.default_device(device):
+        inputs, (ca, cy) = random_problem(key, *sizes, dtype)
+        grad = lambda f: jax.jit(jax.grad(weighted_sum_loss(f, ca, cy), argnums=(0, 1, 2)))
+        with jax.default_matmul_precision("float32"):
+            hand = _named_leaves(grad(rnn)(*inputs))
+            auto = _named_leaves(grad(rnn_autodiff)(*inputs))
+    checks = []
+    for name, reference in auto.items():
+        max_abs = float(jnp.max(jnp.abs(hand[name] - reference)))
+        scale = float(jnp.max(jnp.abs(reference)))
+        max_rel = max_abs / scale if scale > 0 else max_abs
+        tolerance = AUTODIFF_TOLERANCE[jnp.dtype(dtype).name]
+        checks.append(Check(device.platform, jnp.dtype(dtype).name, "jax.grad", name, max_abs, max_rel, tolerance))
+    return checks
+
+
+def compare_with_finite_differences(device, sizes, key) -> list[Check]:
+    """Needs float64 (call inside `jax.enable_x64(True)`)."""
+    with jax.default_device(device):
+        inputs, (ca, cy) = random_problem(key, *sizes, jnp.float64)
+        loss = jax.jit(weighted_sum_loss(rnn, ca, cy))
+        grads = _named_leaves(jax.jit(jax.grad(weighted_sum_loss(rnn, ca, cy), argnums=(0, 1, 2)))(*inputs))
+        names = list(grads)
+        flat_inputs = _named_leaves(inputs)
+        checks = []
+        for name, direction_key in zip(names, jax.random.split(key, len(names))):
+            v = jax.random.normal(direction_key, flat_inputs[name].shape, jnp.float64)
+            v = v / jnp.linalg.norm(v)
+            step = FINITE_DIFFERENCE_STEP
+
+            def shifted(sign, name=name, v=v, step=step):
+                moved = dict(flat_inputs, **{name: flat_inputs[name] + sign * step * v})
+                params = {k: moved[k] for k in inputs[2]}
+                return loss(moved["x"], moved["a0"], params)
+
+            finite_difference = float((shifted(1.0) - shifted(-1.0)) / (2 * step))
+            analytic = float(jnp.vdot(grads[name], v))
+            max_abs = abs(finite_difference - analytic)
+            max_rel = max_abs / max(abs(analytic), 1e-300)
+            checks.append(
+                Check(device.platform, "float64", "finite diff", name, max_abs, max_rel, FINITE_DIFFERENCE_TOLERANCE)
+            )
+    return checks
+
+
+def supports_float64(device) -> bool:
+    return device.platform != "tpu"
+
+
+def verify_all_devices(sizes=(8, 16, 6, 4, 12), seed=0, devices=None) -> list[Check]:
+    """Runs every check on every device (default: all local devices of every platform)."""
+    devices = devices if devices is not None else local_devices()
+    key = jax.random.PRNGKey(seed)
+    checks = []
+    for device in devices:
+        checks += compare_with_autodiff(device, jnp.float32, sizes, key)
+        if supports_float64(device):
+            # float64 is switched on for this block only; global configuration is untouched.
+            with jax.enable_x64(True):
+                checks += compare_with_autodiff(device, jnp.float64, sizes, key)
+                checks += compare_with_finite_differences(device, sizes, key)
+    return checks
+
+
+def local_devices():
+    """The first local device of each available platform (CPU always; GPU/TPU when present)."""
+    devices = {}
+    for platform in ("cpu", "gpu", "tpu"):
+        try:
+            found = jax.devices(platform)
+        except RuntimeError:
+            continue
+        if found:
+            devices[platform] = found[0]
+    return list(devices.values())
+
+
+def format_table(checks: list[Check]) -> str:
+    header = ("device", "dtype", "oracle", "argument", "max abs err", "max rel err", "tolerance", "result")
+    rows = [
+        (
+            c.device,
+            c.dtype,
+            c.oracle,
+            c.argument,
+            f"{c.max_abs:.2e}",
+            f"{c.max_rel:.2e}",
+            f"{c.tolerance:.0e}",
+            "pass" if c.passed else "FAIL",
+        )
+        for c in checks
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-x", type=int, default=8, help="input size (default 8)")
+    parser.add_argument("--n-a", type=int, default=16, help="hidden size (default 16)")
+    parser.add_argument("--n-y", type=int, default=6, help="output size (default 6)")
+    parser.add_argument("--batch", "-m", type=int, default=4, help="batch size m (default 4)")
+    parser.add_argument("--steps", "-T", type=int, default=12, help="sequence length T_x (default 12)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def main(args: argparse.Namespace) -> int:
+    sizes = (args.n_x, args.n_a, args.n_y, args.batch, args.steps)
+    for name, value in zip(("--n-x", "--n-a", "--n-y", "--batch", "--steps"), sizes):
+        if value < 1:
+            raise SystemExit(f"jaxrnn verify: {name}={value} must be a positive int")
+    print(f"jaxrnn verify: n_x={sizes[0]} n_a={sizes[1]} n_y={sizes[2]} m={sizes[3]} T_x={sizes[4]} seed={args.seed}")
+    checks = verify_all_devices(sizes, args.seed)
+    print(format_table(checks))
+    failed = [c for c in checks if not c.passed]
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0

@@ -1,0 +1,40 @@
+"""Shared fixtures: devices, float64 and strict promotion."""
+
+import jax
+import pytest
+
+PLATFORMS = ("cpu", "gpu", "tpu")
+
+
+def _first_device(platform):
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError:
+        return None
+    return devices[0] if devices else None
+
+
+@pytest.fixture(params=PLATFORMS)
+def device(request):
+    """Each test that takes `device` runs once per platform: CPU always, GPU/TPU where present."""
+    found = _first_device(request.param)
+    if found is None:
+        pytest.skip(f"no {request.param} device")
+    with jax.default_device(found):
+        yield found
+
+
+@pytest.fixture
+def x64(device):
+    """float64 inside this test only (skipped on TPU, which has no float64)."""
+    if device.platform == "tpu":
+        pytest.skip("no float64 on TPU")
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def strict_promotion():
+    """No silent dtype promotion or rank broadcasting in jaxrnn's arithmetic."""
+    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+        yield

@@ -1,0 +1,34 @@
+"""Oracles' tolerances and comparison helpers shared by the tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn.verify
+
+# Relative tolerances (max|g − g_ref| / max|g_ref|), stated once for the whole suite.
+TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 1e-5}
+
+
+def random_problem(key, n_x=3, n_a=5, n_y=2, m=4, T_x=6, dtype=jnp.float32):
+    """Random `(x, a0, parameters)`, with non-zero biases."""
+    (x, a0, params), _ = jaxrnn.verify.random_problem(key, n_x, n_a, n_y, m, T_x, dtype)
+    return x, a0, params
+
+
+def relative_error(actual, reference):
+    """max|actual − reference| / max|reference|, in numpy float64 whatever JAX's x64 setting."""
+    actual = np.asarray(actual, np.float64)
+    reference = np.asarray(reference, np.float64)
+    scale = np.max(np.abs(reference))
+    return float(np.max(np.abs(actual - reference)) / (scale if scale > 0 else 1.0))
+
+
+def assert_trees_close(actual, reference, tolerance):
+    """Every leaf of `actual` within `tolerance` (relative, as above) of `reference`, same structure."""
+    assert jax.tree_util.tree_structure(actual) == jax.tree_util.tree_structure(reference)
+    paths = jax.tree_util.tree_flatten_with_path(reference)[0]
+    for (path, ref), act in zip(paths, jax.tree_util.tree_leaves(actual)):
+        assert act.shape == ref.shape, (jax.tree_util.keystr(path), act.shape, ref.shape)
+        err = relative_error(act, ref)
+        assert err <= tolerance, f"{jax.tree_util.keystr(path)}: relative error {err:.3e} > {tolerance:.0e}"

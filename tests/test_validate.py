@@ -1,0 +1,131 @@
+"""Bad input raises at trace time (eagerly, under jit and under vmap) with a message that
+names the function, the argument, what was expected and what was received."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import random_problem
+
+import jaxrnn
+
+x, a0, params = random_problem(jax.random.PRNGKey(0), n_x=3, n_a=5, n_y=2, m=10, T_x=7)
+
+
+def with_param(name, value):
+    return dict(params, **{name: value})
+
+
+SEQUENCE_CASES = [
+    # (x, a0, parameters, error type, message pattern)
+    (
+        x,
+        a0,
+        with_param("Wax", jnp.zeros((5, 4))),
+        ValueError,
+        r"parameters['Wax'].shape=(5, 4) does not fit x.shape=(3, 10, 7); expected (n_a, n_x) = (5, 3)",
+    ),
+    (x, a0, with_param("Waa", jnp.zeros((5, 4))), ValueError, r"parameters['Waa'].shape=(5, 4) does not fit n_a=5"),
+    (x, a0, with_param("Wya", jnp.zeros((2, 4))), ValueError, r"parameters['Wya'].shape=(2, 4) does not fit n_a=5"),
+    (x, a0, with_param("ba", jnp.zeros((5,))), ValueError, r"parameters['ba'].shape=(5,) has rank 1; expected rank 2"),
+    (x, a0, with_param("by", jnp.zeros((3, 1))), ValueError, r"parameters['by'].shape=(3, 1) does not fit n_y=2"),
+    (x, jnp.zeros((5, 9)), params, ValueError, r"a0.shape=(5, 9) does not fit n_a=5 from parameters['Waa'] and m=10"),
+    (x, jnp.zeros((4, 10)), params, ValueError, r"a0.shape=(4, 10) does not fit"),
+    (x, jnp.zeros((5, 10, 1)), params, ValueError, r"a0.shape=(5, 10, 1) has rank 3; expected rank 2, (n_a, m)"),
+    (x[:, :, 0], a0, params, ValueError, r"x.shape=(3, 10) has rank 2; expected rank 3, (n_x, m, T_x)"),
+    (x[:, :, :0], a0, params, ValueError, r"x.shape=(3, 10, 0) has T_x=0 time steps; expected T_x >= 1"),
+    (x.astype(jnp.int32), a0, params, TypeError, r"x.dtype=int32 is not a floating dtype"),
+    (x, a0 > 0, params, TypeError, r"a0.dtype=bool is not a floating dtype"),
+    (
+        x,
+        a0,
+        with_param("Waa", jnp.ones((5, 5), jnp.int32)),
+        TypeError,
+        r"parameters['Waa'].dtype=int32 is not a floating",
+    ),
+    (x, a0, {k: v for k, v in params.items() if k != "by"}, ValueError, r"missing ['by'], unexpected []"),
+    (x, a0, dict(params, Wx=params["Wax"]), ValueError, r"missing [], unexpected ['Wx']"),
+    (x, a0, [params["Wax"]], TypeError, r"parameters must be a dict with keys"),
+    (x.astype(jnp.bfloat16), a0, params, TypeError, r"a0.dtype=float32 differs from x.dtype=bfloat16"),
+    ("abc", a0, params, TypeError, r"x must be an array of floats; received str"),
+]
+
+
+@pytest.mark.parametrize("fn_name", ["rnn", "rnn_autodiff", "rnn_forward"])
+@pytest.mark.parametrize("case", range(len(SEQUENCE_CASES)))
+def test_sequence_functions_reject_bad_input(fn_name, case):
+    x_in, a0_in, params_in, error, message = SEQUENCE_CASES[case]
+    fn = getattr(jaxrnn, fn_name)
+    with pytest.raises(error, match="^" + re.escape(f"{fn_name}: ") + ".*" + re.escape(message)):
+        fn(x_in, a0_in, params_in)
+
+
+@pytest.mark.parametrize("case", [0, 5, 9, 10])
+def test_errors_fire_under_jit_and_vmap(case):
+    x_in, a0_in, params_in, error, message = SEQUENCE_CASES[case]
+    with pytest.raises(error, match=re.escape(message)):
+        jax.jit(jaxrnn.rnn)(x_in, a0_in, params_in)
+    # Under vmap the check sees the per-example shapes.
+    batch = lambda v: jnp.stack([v, v])
+    with pytest.raises(error, match=re.escape(message)):
+        jax.vmap(jaxrnn.rnn, in_axes=(0, 0, None))(batch(x_in), batch(a0_in), params_in)
+
+
+def test_checkpoint_every_must_be_a_positive_int():
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(
+            ValueError, match=re.escape(f"rnn: checkpoint_every={bad!r} must be None or a positive int")
+        ):
+            jaxrnn.rnn(x, a0, params, checkpoint_every=bad)
+
+
+def test_cell_forward_rejects_bad_input():
+    with pytest.raises(
+        ValueError, match=re.escape("rnn_cell_forward: parameters['Wax'].shape=(5, 3) does not fit xt.shape=(4, 10)")
+    ):
+        jaxrnn.rnn_cell_forward(jnp.zeros((4, 10)), a0, params)
+    with pytest.raises(ValueError, match=re.escape("rnn_cell_forward: a_prev.shape=(5, 3) does not fit")):
+        jaxrnn.rnn_cell_forward(x[:, :, 0], jnp.zeros((5, 3)), params)
+    with pytest.raises(ValueError, match=re.escape("rnn_cell_forward: xt.shape=(3, 10, 7) has rank 3")):
+        jaxrnn.rnn_cell_forward(x, a0, params)
+
+
+def test_backward_rejects_mismatched_gradients_and_caches():
+    a, _, caches = jaxrnn.rnn_forward(x, a0, params)
+    with pytest.raises(
+        ValueError,
+        match=re.escape("rnn_backward: da.shape=(5, 10, 6) does not fit caches (n_a, m, T_x); expected (5, 10, 7)"),
+    ):
+        jaxrnn.rnn_backward(a[:, :, :6], caches)
+    with pytest.raises(
+        TypeError, match=re.escape("rnn_backward: da.dtype=bfloat16 differs from the forward pass's dtype float32")
+    ):
+        jaxrnn.rnn_backward(a.astype(jnp.bfloat16), caches)
+    with pytest.raises(
+        TypeError,
+        match=re.escape("rnn_backward: caches must be the 4-tuple returned by the forward pass; received dict"),
+    ):
+        jaxrnn.rnn_backward(a, {"a": a})
+    with pytest.raises(ValueError, match=re.escape("rnn_backward: caches.hidden_states.shape=(6, 5, 10) does not fit")):
+        jaxrnn.rnn_backward(a, caches._replace(hidden_states=caches.hidden_states[:6]))
+    _, _, cache = jaxrnn.rnn_cell_forward(x[:, :, 0], a0, params)
+    with pytest.raises(
+        ValueError, match=re.escape("rnn_cell_backward: da_next.shape=(5, 9) does not fit a_next; expected (5, 10)")
+    ):
+        jaxrnn.rnn_cell_backward(jnp.zeros((5, 9)), cache)
+    with pytest.raises(TypeError, match=re.escape("rnn_cell_backward: cache must be the 4-tuple")):
+        jaxrnn.rnn_cell_backward(a0, cache[:3])
+
+
+def test_good_input_in_other_containers_is_accepted():
+    """numpy arrays and any Mapping work; the result equals the dict-of-jax-arrays call."""
+    as_numpy = {k: np.asarray(v) for k, v in params.items()}
+    expected = jaxrnn.rnn(x, a0, params)
+    for got in (
+        jaxrnn.rnn(np.asarray(x), np.asarray(a0), as_numpy),
+        jaxrnn.rnn(x, a0, dict(reversed(list(params.items())))),
+    ):
+        for u, v in zip(got, expected):
+            np.testing.assert_array_equal(u, v)
