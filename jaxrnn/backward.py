@@ -6,10 +6,11 @@ term `Waa^T dz_{t+1}` adds the path through the recurrence.
 
 There is one implementation, used by all entry points:
 
-- `hidden_backward` walks the recurrence back with `lax.scan(reverse=True)`: the scan body
-  holds only what depends on the previous step (the tanh derivative and one
-  `Waa^T` product); the weight gradients are sums over time, so each is one matrix product
-  over the stacked `dz_t` after the scan.
+- `hidden_backward` = `recurrent_backward` + `weight_gradients`. `recurrent_backward` walks
+  the recurrence back with `lax.scan(reverse=True)`: the scan body holds only what depends
+  on the previous step (the tanh derivative and one `Waa^T` product). The weight gradients
+  are sums over time, so `weight_gradients` computes each as one matrix product over the
+  stacked `dz_t` after the scan.
 - `output_layer_backward` adds the softmax/output path (the seed stops before it).
 - `rnn_cell_backward` and `rnn_backward` (the seed's names) are `hidden_backward` on one
   step and on the whole sequence; the `custom_vjp` rule of `jaxrnn.rnn` is
@@ -34,13 +35,54 @@ def cell_backward_step(Waa, a_next, da_next):
     return dz, da_prev
 
 
-def hidden_backward(da, da_final, states, a_start, x, params):
-    """Backpropagation through the recurrence over one stretch of time.
+def recurrent_backward(da, da_final, states, Waa):
+    """The reverse scan: dz_t for every step of one stretch of time.
 
     Args:
       da: `(T, n_a, m)`, time-major, accumulation dtype: dL/da_t from outside the recurrence.
       da_final: `(n_a, m)`: gradient flowing into the last state from later steps (zeros
         for a whole sequence).
+      states: `(T, n_a, m)`: `a_1..a_T` of the stretch.
+      Waa: `(n_a, n_a)`.
+
+    Returns:
+      `(dz (T, n_a, m), da_start (n_a, m))`, accumulation dtype; `da_start` is dL/d(state
+      before the stretch) = `Waa^T dz_1`.
+    """
+    acc = da.dtype
+    Waa = Waa.astype(acc)
+
+    def step(da_from_future, inputs):
+        da_t, a_t = inputs
+        dz_t, da_prev = cell_backward_step(Waa, a_t.astype(acc), da_t + da_from_future)
+        return da_prev, dz_t
+
+    da_start, dz = jax.lax.scan(step, da_final.astype(acc), (da, states), reverse=True)
+    return dz, da_start
+
+
+def weight_gradients(dz, states, a_start, x, Wax):
+    """The sums over time, each one matrix product over the stacked `dz (T, n_a, m)`.
+
+    Returns `(grads with Wax, Waa, ba, dx (n_x, m, T))` in the dtype of `dz`.
+    """
+    acc = dz.dtype
+    prev_states = jnp.concatenate([a_start[None], states[:-1]]).astype(acc)  # a_0..a_{T-1}
+    grads = {
+        "Waa": jnp.einsum("tam,tbm->ab", dz, prev_states),  # dL/dWaa = Σ_t dz_t a_{t-1}^T
+        "Wax": jnp.einsum("tam,xmt->ax", dz, x.astype(acc)),  # dL/dWax = Σ_t dz_t x_t^T
+        "ba": jnp.sum(dz, axis=(0, 2))[:, None],  # dL/dba = Σ_t Σ_m dz_t
+    }
+    dx = jnp.einsum("ax,tam->xmt", Wax.astype(acc), dz)  # dL/dx_t = Wax^T dz_t
+    return grads, dx
+
+
+def hidden_backward(da, da_final, states, a_start, x, params):
+    """Backpropagation through the recurrence over one stretch of time.
+
+    Args:
+      da: `(T, n_a, m)`, time-major, accumulation dtype: dL/da_t from outside the recurrence.
+      da_final: `(n_a, m)`: gradient flowing into the last state from later steps.
       states: `(T, n_a, m)`: `a_1..a_T` of the stretch.
       a_start: `(n_a, m)`: the state before the stretch (`a0` for a whole sequence).
       x: `(n_x, m, T)`: the inputs of the stretch.
@@ -50,22 +92,8 @@ def hidden_backward(da, da_final, states, a_start, x, params):
       `(grads, dx, da_start)`: `grads` has `Wax, Waa, ba` in the accumulation dtype,
       `dx (n_x, m, T)` and `da_start (n_a, m)` likewise.
     """
-    acc = da.dtype
-    Waa, Wax = params["Waa"].astype(acc), params["Wax"].astype(acc)
-
-    def step(da_from_future, inputs):
-        da_t, a_t = inputs
-        dz_t, da_prev = cell_backward_step(Waa, a_t.astype(acc), da_t + da_from_future)
-        return da_prev, dz_t
-
-    da_start, dz = jax.lax.scan(step, da_final.astype(acc), (da, states), reverse=True)
-    prev_states = jnp.concatenate([a_start[None], states[:-1]]).astype(acc)  # a_0..a_{T-1}
-    grads = {
-        "Waa": jnp.einsum("tam,tbm->ab", dz, prev_states),  # dL/dWaa = Σ_t dz_t a_{t-1}^T
-        "Wax": jnp.einsum("tam,xmt->ax", dz, x.astype(acc)),  # dL/dWax = Σ_t dz_t x_t^T
-        "ba": jnp.sum(dz, axis=(0, 2))[:, None],  # dL/dba = Σ_t Σ_m dz_t
-    }
-    dx = jnp.einsum("ax,tam->xmt", Wax, dz)  # dL/dx_t = Wax^T dz_t
+    dz, da_start = recurrent_backward(da, da_final, states, params["Waa"])
+    grads, dx = weight_gradients(dz, states, a_start, x, params["Wax"])
     return grads, dx, da_start
 
 

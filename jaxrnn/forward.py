@@ -53,12 +53,15 @@ def hidden_states(projected_inputs: jnp.ndarray, a0: jnp.ndarray, Waa: jnp.ndarr
     return states
 
 
+def output_logits(states: jnp.ndarray, Wya: jnp.ndarray, by: jnp.ndarray) -> jnp.ndarray:
+    """`o_t = Wya a_t + by` for time-major states `(T, n_a, m)` -> `(n_y, m, T)`, accumulation dtype."""
+    acc = accumulation_dtype(states.dtype)
+    return jnp.einsum("ya,tam->ymt", Wya, states, preferred_element_type=acc) + by.astype(acc)[:, :, None]
+
+
 def predictions(states: jnp.ndarray, Wya: jnp.ndarray, by: jnp.ndarray) -> jnp.ndarray:
     """`y_t = softmax(Wya a_t + by)` for time-major states `(T, n_a, m)` -> `(n_y, m, T)`."""
-    acc = accumulation_dtype(states.dtype)
-    logits = jnp.einsum("ya,tam->ymt", Wya, states, preferred_element_type=acc)
-    logits = logits + by.astype(acc)[:, :, None]
-    return jax.nn.softmax(logits, axis=0).astype(states.dtype)
+    return jax.nn.softmax(output_logits(states, Wya, by), axis=0).astype(states.dtype)
 
 
 def time_major(sequence: jnp.ndarray) -> jnp.ndarray:
