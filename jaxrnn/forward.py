@@ -4,10 +4,13 @@
     y_t = softmax(Wya a_t + by)                     prediction,   (n_y, m), softmax over axis 0
 
 Public layouts follow the seed: `x (n_x, m, T_x)`, `a (n_a, m, T_x)`, `y (n_y, m, T_x)`.
-Inside, hidden states are stacked time-major, `(T_x, n_a, m)`, because `lax.scan`
-stacks along the leading axis; the input projection `Wax x_t + ba` is one matrix
-product for all time steps, hoisted out of the loop, so the scan body does only the
-recurrent product and the tanh.
+Inside, every sequence is time-major with features last, `(T_x, m, n)` — the layout of
+PyTorch's and cuDNN's RNNs — because then every product with a weight matrix is one plain
+matrix product over all `T_x·m` tokens with no transposes, `lax.scan` slices contiguous
+`(m, n)` steps along the leading axis, and the softmax runs along contiguous rows. The
+input projection `x_t Wax^T + ba` is one such product, hoisted out of the loop, so the scan
+body does only the recurrent product and the tanh. In this layout the recurrence reads
+`a_t = tanh(a_{t-1} Waa^T + x_t Wax^T + ba^T)` on row vectors — the same numbers.
 
 Matrix products take their operands in the input dtype and accumulate in
 `accumulation_dtype` (float32 for bfloat16/float16 inputs), so low-precision models keep
@@ -30,23 +33,28 @@ def accumulation_dtype(dtype) -> jnp.dtype:
 
 
 def project_inputs(x: jnp.ndarray, Wax: jnp.ndarray, ba: jnp.ndarray) -> jnp.ndarray:
-    """`Wax x_t + ba` for every t at once: x `(n_x, m, T)` -> `(T, n_a, m)`, accumulation dtype."""
+    """`x_t Wax^T + ba^T` for every t at once: `(T, m, n_x)` -> `(T, m, n_a)`, accumulation dtype."""
     acc = accumulation_dtype(x.dtype)
-    return jnp.einsum("ax,xmt->tam", Wax, x, preferred_element_type=acc) + ba.astype(acc)[None]
+    return jnp.einsum("tmx,ax->tma", x, Wax, preferred_element_type=acc) + ba.astype(acc).T[None]
 
 
-def cell_step(Waa: jnp.ndarray, a_prev: jnp.ndarray, projected_input: jnp.ndarray) -> jnp.ndarray:
-    """One recurrence: `a_t = tanh(Waa a_{t-1} + (Wax x_t + ba))`, stored in `a_prev.dtype`."""
-    acc = projected_input.dtype
-    pre_activation = jnp.dot(Waa, a_prev, preferred_element_type=acc) + projected_input
+def cell_step(Waa_T: jnp.ndarray, a_prev: jnp.ndarray, projected_input: jnp.ndarray) -> jnp.ndarray:
+    """One recurrence on `(m, n_a)` rows: `a_t = tanh(a_{t-1} Waa^T + (x_t Wax^T + ba^T))`.
+
+    Takes `Waa_T = Waa^T`, transposed once by the caller outside any loop (XLA's CPU backend
+    runs a product with a transpose inside a scan body markedly slower). Stores `a_t` in
+    `a_prev.dtype`.
+    """
+    pre_activation = jnp.dot(a_prev, Waa_T, preferred_element_type=projected_input.dtype) + projected_input
     return jnp.tanh(pre_activation).astype(a_prev.dtype)
 
 
 def hidden_states(projected_inputs: jnp.ndarray, a0: jnp.ndarray, Waa: jnp.ndarray) -> jnp.ndarray:
-    """Runs the recurrence over `(T, n_a, m)` projected inputs; returns `a_1..a_T` as `(T, n_a, m)`."""
+    """Runs the recurrence over `(T, m, n_a)` projected inputs from `a0 (m, n_a)`; returns `a_1..a_T`."""
+    Waa_T = Waa.T
 
     def step(a_prev, projected_input):
-        a_next = cell_step(Waa, a_prev, projected_input)
+        a_next = cell_step(Waa_T, a_prev, projected_input)
         return a_next, a_next
 
     _, states = jax.lax.scan(step, a0, projected_inputs)
@@ -54,28 +62,26 @@ def hidden_states(projected_inputs: jnp.ndarray, a0: jnp.ndarray, Waa: jnp.ndarr
 
 
 def output_logits(states: jnp.ndarray, Wya: jnp.ndarray, by: jnp.ndarray) -> jnp.ndarray:
-    """`o_t = Wya a_t + by` for time-major states `(T, n_a, m)` -> `(n_y, m, T)`, accumulation dtype."""
+    """`o_t = a_t Wya^T + by^T` for states `(T, m, n_a)` -> `(T, m, n_y)`, accumulation dtype."""
     acc = accumulation_dtype(states.dtype)
-    return jnp.einsum("ya,tam->ymt", Wya, states, preferred_element_type=acc) + by.astype(acc)[:, :, None]
+    return jnp.einsum("tma,ya->tmy", states, Wya, preferred_element_type=acc) + by.astype(acc).T[None]
 
 
 def predictions(states: jnp.ndarray, Wya: jnp.ndarray, by: jnp.ndarray) -> jnp.ndarray:
-    """`y_t = softmax(Wya a_t + by)` for time-major states `(T, n_a, m)` -> `(n_y, m, T)`."""
-    return jax.nn.softmax(output_logits(states, Wya, by), axis=0).astype(states.dtype)
+    """`y_t = softmax(o_t)` over the features: states `(T, m, n_a)` -> `(T, m, n_y)`."""
+    return jax.nn.softmax(output_logits(states, Wya, by), axis=-1).astype(states.dtype)
 
 
 def time_major(sequence: jnp.ndarray) -> jnp.ndarray:
-    """`(n, m, T)` -> `(T, n, m)`."""
-    return jnp.moveaxis(sequence, -1, 0)
+    """Seed layout `(n, m, T)` -> internal `(T, m, n)` (and back: the map is its own inverse)."""
+    return jnp.transpose(sequence, (2, 1, 0))
 
 
-def seed_layout(sequence: jnp.ndarray) -> jnp.ndarray:
-    """`(T, n, m)` -> `(n, m, T)`."""
-    return jnp.moveaxis(sequence, 0, -1)
+seed_layout = time_major
 
 
 def forward_states(x, a0, params) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Validated arrays in, `(hidden states (T, n_a, m), y (n_y, m, T))` out."""
+    """Internal layout in and out: `x (T, m, n_x)`, `a0 (m, n_a)` -> states `(T, m, n_a)`, y `(T, m, n_y)`."""
     states = hidden_states(project_inputs(x, params["Wax"], params["ba"]), a0, params["Waa"])
     return states, predictions(states, params["Wya"], params["by"])
 
@@ -84,7 +90,7 @@ class Caches(NamedTuple):
     """What `rnn_forward` keeps for `rnn_backward`: a pytree of stacked arrays.
 
     Attributes:
-      hidden_states: `a_1..a_T`, time-major `(T_x, n_a, m)`.
+      hidden_states: `a_1..a_T`, time-major with features last, `(T_x, m, n_a)`.
       a0: the initial hidden state `(n_a, m)`.
       x: the inputs `(n_x, m, T_x)`.
       parameters: the parameter dict used by the forward pass.
@@ -109,9 +115,8 @@ def rnn_cell_forward(xt, a_prev, parameters):
       `(a_next (n_a, m), yt_pred (n_y, m), cache)` with `cache = (a_next, a_prev, xt, parameters)`.
     """
     xt, a_prev, params = _validate.cell_inputs("rnn_cell_forward", xt, a_prev, parameters)
-    projected = project_inputs(xt[:, :, None], params["Wax"], params["ba"])[0]
-    a_next = cell_step(params["Waa"], a_prev, projected)
-    yt_pred = predictions(a_next[None], params["Wya"], params["by"])[:, :, 0]
+    states, y = forward_states(xt.T[None], a_prev.T, params)
+    a_next, yt_pred = states[0].T, y[0].T
     return a_next, yt_pred, (a_next, a_prev, xt, params)
 
 
@@ -128,8 +133,8 @@ def rnn_forward(x, a0, parameters):
       to hand to `rnn_backward`.
     """
     x, a0, params, _ = _validate.sequence_inputs("rnn_forward", x, a0, parameters)
-    states, y_pred = forward_states(x, a0, params)
-    return seed_layout(states), y_pred, Caches(states, a0, x, params)
+    states, y = forward_states(time_major(x), a0.T, params)
+    return seed_layout(states), seed_layout(y), Caches(states, a0, x, params)
 
 
 def rnn_autodiff(x, a0, parameters):
@@ -148,5 +153,5 @@ def rnn_autodiff(x, a0, parameters):
       `(a (n_a, m, T_x), y_pred (n_y, m, T_x))`.
     """
     x, a0, params, _ = _validate.sequence_inputs("rnn_autodiff", x, a0, parameters)
-    states, y_pred = forward_states(x, a0, params)
-    return seed_layout(states), y_pred
+    states, y = forward_states(time_major(x), a0.T, params)
+    return seed_layout(states), seed_layout(y)

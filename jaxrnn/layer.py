@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxrnn import _validate
 from jaxrnn.backward import sequence_backward
-from jaxrnn.forward import accumulation_dtype, forward_states, seed_layout
+from jaxrnn.forward import accumulation_dtype, forward_states, seed_layout, time_major
 
 
 def rnn(x, a0, parameters, *, checkpoint_every=None):
@@ -48,26 +48,26 @@ def rnn(x, a0, parameters, *, checkpoint_every=None):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _rnn(checkpoint_every, x, a0, params):
-    states, y = forward_states(x, a0, params)
-    return seed_layout(states), y
+    states, y = forward_states(time_major(x), a0.T, params)
+    return seed_layout(states), seed_layout(y)
 
 
 def _rnn_fwd(checkpoint_every, x, a0, params):
+    x, a0 = time_major(x), a0.T  # internal layout: (T, m, n_x), (m, n_a)
     states, y = forward_states(x, a0, params)
-    outputs = (seed_layout(states), y)
+    outputs = (seed_layout(states), seed_layout(y))
     if checkpoint_every is None:
         return outputs, (x, a0, params, states, y)
     # The state entering segment s is a_{s·k} (a0 for s = 0).
     segment_starts = jnp.concatenate([a0[None], states[checkpoint_every - 1 :: checkpoint_every]])
-    n_segments = math.ceil(x.shape[-1] / checkpoint_every)
+    n_segments = math.ceil(x.shape[0] / checkpoint_every)
     return outputs, (x, a0, params, segment_starts[:n_segments])
 
 
 def _rnn_bwd(checkpoint_every, residuals, cotangents):
-    da, dy = cotangents
+    da, dy = (time_major(c) for c in cotangents)
     x, a0, params = residuals[:3]
-    acc = accumulation_dtype(x.dtype)
-    no_gradient_from_later_steps = jnp.zeros(a0.shape, acc)
+    no_gradient_from_later_steps = jnp.zeros(a0.shape, accumulation_dtype(x.dtype))
     if checkpoint_every is None:
         states, y = residuals[3:]
         grads, dx, da0 = sequence_backward(x, a0, states, y, da, dy, no_gradient_from_later_steps, params)
@@ -76,8 +76,8 @@ def _rnn_bwd(checkpoint_every, residuals, cotangents):
             checkpoint_every, x, residuals[3], da, dy, no_gradient_from_later_steps, params
         )
     return (
-        dx.astype(x.dtype),
-        da0.astype(a0.dtype),
+        seed_layout(dx).astype(x.dtype),
+        da0.T.astype(a0.dtype),
         {k: grads[k].astype(params[k].dtype) for k in params},
     )
 
@@ -85,20 +85,19 @@ def _rnn_bwd(checkpoint_every, residuals, cotangents):
 def _segmented_backward(k, x, segment_starts, da, dy, da_final, params):
     """`sequence_backward` segment by segment, recomputing each segment's forward pass.
 
-    The time axis is padded at the end to a multiple of k; padded steps get zero
-    cotangents, so they contribute nothing (their dz_t = 0) and are cut from dx.
+    Internal layout: `x (T, m, n_x)`, `da (T, m, n_a)`, `dy (T, m, n_y)`. The time axis is
+    padded at the end to a multiple of k; padded steps get zero cotangents, so they
+    contribute nothing (their dz_t = 0) and are cut from dx.
     """
-    T = x.shape[-1]
+    T = x.shape[0]
     n_segments = segment_starts.shape[0]
-    pad = [(0, 0), (0, 0), (0, n_segments * k - T)]
+    pad = [(0, n_segments * k - T), (0, 0), (0, 0)]
     x_padded, da_padded, dy_padded = (jnp.pad(v, pad) for v in (x, da, dy))
 
     def segment(carry, inputs):
         da_from_later, grads_sum = carry
         index, a_start = inputs
-        x_s, da_s, dy_s = (
-            jax.lax.dynamic_slice_in_dim(v, index * k, k, axis=2) for v in (x_padded, da_padded, dy_padded)
-        )
+        x_s, da_s, dy_s = (jax.lax.dynamic_slice_in_dim(v, index * k, k) for v in (x_padded, da_padded, dy_padded))
         states, y = forward_states(x_s, a_start, params)
         grads, dx_s, da_start = sequence_backward(x_s, a_start, states, y, da_s, dy_s, da_from_later, params)
         grads_sum = jax.tree_util.tree_map(jnp.add, grads_sum, grads)
@@ -109,8 +108,7 @@ def _segmented_backward(k, x, segment_starts, da, dy, da_final, params):
     (da0, grads), dx_segments = jax.lax.scan(
         segment, (da_final, zero_grads), (jnp.arange(n_segments), segment_starts), reverse=True
     )
-    # (n_segments, n_x, m, k) -> (n_x, m, n_segments·k) -> cut the padding.
-    dx = jnp.moveaxis(dx_segments, 0, 2).reshape(x.shape[0], x.shape[1], -1)[:, :, :T]
+    dx = dx_segments.reshape(n_segments * k, *x.shape[1:])[:T]  # (n_segments, k, m, n_x) -> (T, m, n_x)
     return grads, dx, da0
 
 

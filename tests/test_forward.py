@@ -46,7 +46,7 @@ def test_sequence_forward_equals_seed(x64):
     assert a.shape == (5, 10, 4) and y_pred.shape == (2, 10, 4)
     np.testing.assert_allclose(a, want_a, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(y_pred, want_y, rtol=1e-12, atol=1e-14)
-    np.testing.assert_array_equal(caches.hidden_states, np.moveaxis(np.asarray(a), -1, 0))
+    np.testing.assert_array_equal(caches.hidden_states, np.transpose(np.asarray(a), (2, 1, 0)))
 
 
 @pytest.mark.parametrize("sizes", [(3, 5, 2, 4, 6), (1, 1, 1, 1, 1), (4, 7, 3, 1, 5), (2, 1, 3, 3, 4), (3, 4, 1, 2, 3)])

@@ -108,7 +108,7 @@ def test_backward_rejects_mismatched_gradients_and_caches():
         match=re.escape("rnn_backward: caches must be the 4-tuple returned by the forward pass; received dict"),
     ):
         jaxrnn.rnn_backward(a, {"a": a})
-    with pytest.raises(ValueError, match=re.escape("rnn_backward: caches.hidden_states.shape=(6, 5, 10) does not fit")):
+    with pytest.raises(ValueError, match=re.escape("rnn_backward: caches.hidden_states.shape=(6, 10, 5) does not fit")):
         jaxrnn.rnn_backward(a, caches._replace(hidden_states=caches.hidden_states[:6]))
     _, _, cache = jaxrnn.rnn_cell_forward(x[:, :, 0], a0, params)
     with pytest.raises(
