@@ -75,10 +75,11 @@ def weight_gradients(dz, states, a_start, x, Wax):
       `(grads with Wax, Waa, ba; dx (T, m, n_x))` in the dtype of `dz`.
     """
     acc = dz.dtype
-    prev_states = jnp.concatenate([a_start[None], states[:-1]]).astype(acc)  # a_0..a_{T-1}
+    rows = lambda v: v.reshape(-1, v.shape[-1]).astype(acc)  # (T, m, n) -> (T·m, n): free
+    prev_states = jnp.concatenate([a_start[None], states[:-1]])  # a_0..a_{T-1}
     grads = {
-        "Waa": jnp.einsum("tma,tmb->ab", dz, prev_states),  # dL/dWaa = Σ_t dz_t a_{t-1}^T
-        "Wax": jnp.einsum("tma,tmx->ax", dz, x.astype(acc)),  # dL/dWax = Σ_t dz_t x_t^T
+        "Waa": rows(dz).T @ rows(prev_states),  # dL/dWaa = Σ_t dz_t a_{t-1}^T
+        "Wax": rows(dz).T @ rows(x),  # dL/dWax = Σ_t dz_t x_t^T
         "ba": jnp.sum(dz, axis=(0, 1))[:, None],  # dL/dba = Σ_t Σ_m dz_t
     }
     dx = dz @ Wax.astype(acc)  # dL/dx_t = Wax^T dz_t, on rows: dz_t Wax
@@ -128,7 +129,7 @@ def logits_backward(do, states, params):
     """Backward through `o_t = Wya a_t + by`, given `do (T, m, n_y)` = dL/do_t (any loss head)."""
     acc = do.dtype
     grads = {
-        "Wya": jnp.einsum("tmy,tma->ya", do, states.astype(acc)),  # dL/dWya = Σ_t do_t a_t^T
+        "Wya": do.reshape(-1, do.shape[-1]).T @ states.reshape(-1, states.shape[-1]).astype(acc),  # Σ_t do_t a_t^T
         "by": jnp.sum(do, axis=(0, 1))[:, None],  # dL/dby = Σ_t Σ_m do_t
     }
     da = do @ params["Wya"].astype(acc)  # dL/da_t += Wya^T do_t, on rows: do_t Wya
@@ -139,11 +140,17 @@ def sequence_backward(x, a_start, states, y, da, dy, da_final, params):
     """The whole backward of `(a, y) = rnn(x, a_start)` over one stretch (the custom_vjp rule).
 
     Internal layout throughout: `x (T, m, n_x)`, `a_start (m, n_a)`, `states, da (T, m, n_a)`,
-    `y, dy (T, m, n_y)`, `da_final (m, n_a)`. Returns `(grads for all five parameters, dx,
-    da_start)` in the accumulation dtype.
+    `y, dy (T, m, n_y)`, `da_final (m, n_a)`; `da` or `dy` may be None when that output's
+    cotangent is zero (the caller did not use it), which skips its work. Returns `(grads for
+    all five parameters, dx, da_start)` in the accumulation dtype.
     """
-    output_grads, da_through_output = output_layer_backward(dy, y, states, params)
-    da_total = da.astype(da_through_output.dtype) + da_through_output
+    acc = da_final.dtype
+    if dy is None:
+        output_grads = {"Wya": jnp.zeros(params["Wya"].shape, acc), "by": jnp.zeros(params["by"].shape, acc)}
+        da_total = jnp.zeros(states.shape, acc) if da is None else da.astype(acc)
+    else:
+        output_grads, da_through_output = output_layer_backward(dy, y, states, params)
+        da_total = da_through_output if da is None else da.astype(acc) + da_through_output
     hidden_grads, dx, da_start = hidden_backward(da_total, da_final, states, a_start, x, params)
     return {**hidden_grads, **output_grads}, dx, da_start
 

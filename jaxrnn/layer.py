@@ -12,10 +12,10 @@ forward pass.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxrnn import _validate
 from jaxrnn.backward import sequence_backward
@@ -53,63 +53,110 @@ def _rnn(checkpoint_every, x, a0, params):
 
 
 def _rnn_fwd(checkpoint_every, x, a0, params):
-    x, a0 = time_major(x), a0.T  # internal layout: (T, m, n_x), (m, n_a)
-    states, y = forward_states(x, a0, params)
-    outputs = (seed_layout(states), seed_layout(y))
+    # With symbolic zeros on, primals arrive wrapped (`.value`); cotangents of outputs the
+    # caller does not use arrive as `SymbolicZero` and are skipped instead of materialised.
+    x, a0, params = jax.tree_util.tree_map(lambda p: p.value, (x, a0, params), is_leaf=_is_primal)
     if checkpoint_every is None:
-        return outputs, (x, a0, params, states, y)
-    # The state entering segment s is a_{s·k} (a0 for s = 0).
-    segment_starts = jnp.concatenate([a0[None], states[checkpoint_every - 1 :: checkpoint_every]])
-    n_segments = math.ceil(x.shape[0] / checkpoint_every)
-    return outputs, (x, a0, params, segment_starts[:n_segments])
+        x, a0 = time_major(x), a0.T  # internal layout: (T, m, n_x), (m, n_a)
+        states, y = forward_states(x, a0, params)
+        return (seed_layout(states), seed_layout(y)), (x, a0, params, states, y)
+    a, y, segment_starts = _segmented_forward(checkpoint_every, x, a0.T, params)
+    return (a, y), (x, a0.T, params, segment_starts)
 
 
 def _rnn_bwd(checkpoint_every, residuals, cotangents):
-    da, dy = (time_major(c) for c in cotangents)
+    da, dy = (None if isinstance(c, SymbolicZero) else c for c in cotangents)
     x, a0, params = residuals[:3]
     no_gradient_from_later_steps = jnp.zeros(a0.shape, accumulation_dtype(x.dtype))
     if checkpoint_every is None:
         states, y = residuals[3:]
+        da, dy = (None if c is None else time_major(c) for c in (da, dy))
         grads, dx, da0 = sequence_backward(x, a0, states, y, da, dy, no_gradient_from_later_steps, params)
+        dx = seed_layout(dx)
     else:
         grads, dx, da0 = _segmented_backward(
             checkpoint_every, x, residuals[3], da, dy, no_gradient_from_later_steps, params
         )
     return (
-        seed_layout(dx).astype(x.dtype),
+        dx.astype(x.dtype),
         da0.T.astype(a0.dtype),
         {k: grads[k].astype(params[k].dtype) for k in params},
     )
 
 
+def _is_primal(value):
+    return isinstance(value, CustomVJPPrimal)
+
+
+# Checkpointed segments. Sequences stay in the seed layout `(n, m, T)` and each segment is
+# read (and its results written) as a `(n, m, k)` slice, transposed to the internal layout
+# only one segment at a time: no full-length transposed copy of x, da, dy or dx is ever
+# held. When k does not divide T, time is zero-padded at the end to a multiple of k; padded
+# steps get zero cotangents, so they contribute nothing (their dz_t = 0) and are cut.
+
+
+def _pad_time(sequence, k):
+    return jnp.pad(sequence, [(0, 0), (0, 0), (0, -sequence.shape[-1] % k)])
+
+
+def _read_segment(sequence, index, k):
+    """Segment `index` of a padded seed-layout `(n, m, T)` sequence, as internal `(k, m, n)`."""
+    return time_major(jax.lax.dynamic_slice_in_dim(sequence, index * k, k, axis=2))
+
+
+def _write_segment(sequence, segment, index, k):
+    """Writes internal `(k, m, n)` `segment` into seed-layout `sequence` at segment `index`."""
+    return jax.lax.dynamic_update_slice_in_dim(sequence, seed_layout(segment), index * k, axis=2)
+
+
+def _segmented_forward(k, x, a0, params):
+    """The forward pass segment by segment, keeping each segment's entry state.
+
+    Returns `(a (n_a, m, T), y (n_y, m, T), segment_starts (n_segments, m, n_a))`. When
+    the caller does not use `a`, XLA drops its buffer and the forward holds one segment
+    of hidden states at a time.
+    """
+    T = x.shape[-1]
+    x = _pad_time(x, k)
+    n_segments = x.shape[-1] // k
+    dtype = x.dtype
+    m, n_a, n_y = a0.shape[0], a0.shape[1], params["Wya"].shape[0]
+
+    def segment(carry, index):
+        a_start, a, y = carry
+        states, y_s = forward_states(_read_segment(x, index, k), a_start, params)
+        a, y = _write_segment(a, states, index, k), _write_segment(y, y_s, index, k)
+        return (states[-1], a, y), a_start
+
+    empty = lambda n: jnp.zeros((n, m, n_segments * k), dtype)
+    (_, a, y), segment_starts = jax.lax.scan(segment, (a0, empty(n_a), empty(n_y)), jnp.arange(n_segments))
+    return a[:, :, :T], y[:, :, :T], segment_starts
+
+
 def _segmented_backward(k, x, segment_starts, da, dy, da_final, params):
     """`sequence_backward` segment by segment, recomputing each segment's forward pass.
 
-    Internal layout: `x (T, m, n_x)`, `da (T, m, n_a)`, `dy (T, m, n_y)`. The time axis is
-    padded at the end to a multiple of k; padded steps get zero cotangents, so they
-    contribute nothing (their dz_t = 0) and are cut from dx.
+    Seed layout `x (n_x, m, T)`, `da (n_a, m, T)` or None, `dy (n_y, m, T)` or None;
+    returns `(grads, dx (n_x, m, T), da0 (m, n_a))`.
     """
-    T = x.shape[0]
-    n_segments = segment_starts.shape[0]
-    pad = [(0, n_segments * k - T), (0, 0), (0, 0)]
-    x_padded, da_padded, dy_padded = (jnp.pad(v, pad) for v in (x, da, dy))
+    T = x.shape[-1]
+    x, da, dy = (None if v is None else _pad_time(v, k) for v in (x, da, dy))
 
     def segment(carry, inputs):
-        da_from_later, grads_sum = carry
+        da_from_later, grads_sum, dx = carry
         index, a_start = inputs
-        x_s, da_s, dy_s = (jax.lax.dynamic_slice_in_dim(v, index * k, k) for v in (x_padded, da_padded, dy_padded))
+        x_s, da_s, dy_s = (None if v is None else _read_segment(v, index, k) for v in (x, da, dy))
         states, y = forward_states(x_s, a_start, params)
         grads, dx_s, da_start = sequence_backward(x_s, a_start, states, y, da_s, dy_s, da_from_later, params)
         grads_sum = jax.tree_util.tree_map(jnp.add, grads_sum, grads)
-        return (da_start, grads_sum), dx_s
+        return (da_start, grads_sum, _write_segment(dx, dx_s, index, k)), None
 
     acc = da_final.dtype
     zero_grads = {name: jnp.zeros(p.shape, acc) for name, p in params.items()}
-    (da0, grads), dx_segments = jax.lax.scan(
-        segment, (da_final, zero_grads), (jnp.arange(n_segments), segment_starts), reverse=True
-    )
-    dx = dx_segments.reshape(n_segments * k, *x.shape[1:])[:T]  # (n_segments, k, m, n_x) -> (T, m, n_x)
-    return grads, dx, da0
+    indices = jnp.arange(segment_starts.shape[0])
+    carry = (da_final, zero_grads, jnp.zeros(x.shape, acc))
+    (da0, grads, dx), _ = jax.lax.scan(segment, carry, (indices, segment_starts), reverse=True)
+    return grads, dx[:, :, :T], da0
 
 
-_rnn.defvjp(_rnn_fwd, _rnn_bwd)
+_rnn.defvjp(_rnn_fwd, _rnn_bwd, symbolic_zeros=True)
