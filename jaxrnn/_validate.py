@@ -147,6 +147,24 @@ def cotangent(fn: str, name: str, value: Any, expected: tuple, dtype, why: str) 
     return array
 
 
+def integer_labels(fn: str, labels, expected_shape: tuple, layout: str, why: str) -> jnp.ndarray:
+    """Checks that `labels` is an integer array of `expected_shape` (`layout` names its axes)."""
+    try:
+        labels = jnp.asarray(labels)
+    except TypeError as err:
+        raise TypeError(
+            f"{fn}: labels must be an array of integer class indices; received {type(labels).__name__} ({err})"
+        ) from None
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(
+            f"{fn}: labels.dtype={labels.dtype} is not an integer dtype; expected integer class indices "
+            f"in [0, n_y), shape {layout} (cast with .astype(jnp.int32))"
+        )
+    check_rank(fn, "labels", labels, len(expected_shape), layout)
+    check_shape(fn, "labels", labels, expected_shape, why)
+    return labels
+
+
 def positive_int_or_none(fn: str, name: str, value: Any) -> int | None:
     if value is None:
         return None

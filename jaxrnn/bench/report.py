@@ -25,7 +25,7 @@ def step_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['variant']} | {_ms(r['median_s'])} | {_ms(r['min_s'])}–{_ms(r['max_s'])} | "
             f"{r['ratio_to_hand']:.2f} | {r['gflops']:.1f} | {r['percent_of_gemm']:.0f}% | "
-            f"{_mb(r['temp_bytes'])} | {r['loss']:.5f} |"
+            f"{_mb(r['temp_bytes'])} | {r['loss']:.5f}{'' if r['loss_matches'] else ' MISMATCH'} |"
         )
     return "\n".join(lines)
 

@@ -125,7 +125,18 @@ def _flax_variant(problem, dtype, device):
     put = lambda v: jax.device_put(jnp.asarray(v, dtype), device)
     x, h0 = put(np.transpose(problem.x, (1, 2, 0))), put(problem.a0.T)
     labels = jax.device_put(jnp.asarray(problem.labels), device)
-    variables = jax.device_put(model.init(jax.random.PRNGKey(0), x, h0), device)
+    w = problem.params  # the same weights as the other variants, in Flax's (in, out) kernels
+    variables = {
+        "params": {
+            "SimpleCell_0": {
+                "i": {"kernel": put(w["Wax"].T), "bias": put(w["ba"][:, 0])},
+                "h": {"kernel": put(w["Waa"].T)},
+            },
+            "Dense_0": {"kernel": put(w["Wya"].T), "bias": put(w["by"][:, 0])},
+        }
+    }
+    expected = jax.tree_util.tree_structure(jax.eval_shape(model.init, jax.random.PRNGKey(0), x, h0))
+    assert jax.tree_util.tree_structure(variables) == expected, "Flax's parameter names changed"
 
     def loss(variables, x, h0):
         y = model.apply(variables, x, h0).astype(jnp.float32)  # (m, T, n_y)
