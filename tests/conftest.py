@@ -38,3 +38,14 @@ def strict_promotion():
     """No silent dtype promotion or rank broadcasting in jaxrnn's arithmetic."""
     with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
         yield
+
+
+@pytest.fixture
+def cpu_device():
+    """The CPU, for checks that hold on CPU only (e.g. bitwise reproducibility); skipped when
+    JAX runs without its CPU platform (JAX_PLATFORMS=cuda)."""
+    found = _first_device("cpu")
+    if found is None:
+        pytest.skip("no cpu device (JAX_PLATFORMS excludes it)")
+    with jax.default_device(found):
+        yield found

@@ -213,11 +213,10 @@ def test_bfloat16_close_to_float32(device):
     assert_trees_close(low, reference, BFLOAT16_TOLERANCE)
 
 
-def test_gradients_bitwise_reproducible():
-    with jax.default_device(jax.devices("cpu")[0]):
-        x, a0, params = random_problem(jax.random.PRNGKey(26), 8, 32, 6, 16, 40)
-        ca, cy = weights(jax.random.PRNGKey(27), x, a0, params)
-        first = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
-        second = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+def test_gradients_bitwise_reproducible(cpu_device):
+    x, a0, params = random_problem(jax.random.PRNGKey(26), 8, 32, 6, 16, 40)
+    ca, cy = weights(jax.random.PRNGKey(27), x, a0, params)
+    first = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+    second = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
     for u, v in zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second)):
         np.testing.assert_array_equal(u, v)

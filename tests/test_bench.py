@@ -8,6 +8,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -103,3 +105,20 @@ def test_unwritable_output_folder(tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(SystemExit, match="is not writable"):
             jaxrnn.cli.main(["bench", "--configs", "3:5:4:2:6", "--out", str(locked)])
+
+
+def test_gpu_check_script_dry_run(tmp_path):
+    """The accelerator script's steps, on the CPU at tiny sizes (its --dry-run)."""
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    result = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", str(tmp_path), "--dry-run"],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tests collected" in (tmp_path / "pytest.log").read_text()
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert [c["label"] for c in results["configs"]] == ["3:8:4:2:6"] and "long" in results

@@ -81,10 +81,9 @@ def test_forward_keeps_dtype(device, dtype):
     assert a_next.dtype == yt.dtype == dtype
 
 
-def test_forward_runs_twice_bitwise_equal():
+def test_forward_runs_twice_bitwise_equal(cpu_device):
     x, a0, params = random_problem(jax.random.PRNGKey(5), 8, 32, 6, 16, 50)
-    with jax.default_device(jax.devices("cpu")[0]):
-        first = jax.jit(jaxrnn.rnn)(x, a0, params)
-        second = jax.jit(jaxrnn.rnn)(x, a0, params)
+    first = jax.jit(jaxrnn.rnn)(x, a0, params)
+    second = jax.jit(jaxrnn.rnn)(x, a0, params)
     for u, v in zip(first, second):
         np.testing.assert_array_equal(u, v)

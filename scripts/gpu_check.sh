@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The accelerator check, in one short run on a machine with a GPU and JAX's CUDA plugin:
+#   1. the whole test suite on the GPU (JAX_PLATFORMS=cuda: every test runs there; CPU-only
+#      checks skip themselves),
+#   2. the benchmark at R1 and R2 plus the long-sequence (checkpointing) figure, with
+#      PyTorch's cuDNN RNN when torch with CUDA is installed.
+# Results (pytest log, bench.md, bench.json, bench.png) go to the folder given as $1
+# (default gpu-results). `--dry-run` runs the same steps on the CPU at tiny sizes, to check
+# the script itself where no GPU is present.
+#
+#   bash scripts/gpu_check.sh [OUT_DIR] [--dry-run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=gpu-results
+dry_run=false
+for argument in "$@"; do
+  case "$argument" in
+    --dry-run) dry_run=true ;;
+    -*) echo "gpu_check.sh: unknown option $argument" >&2; exit 2 ;;
+    *) out=$argument ;;
+  esac
+done
+mkdir -p "$out"
+
+python3 -c "import jaxrnn" 2>/dev/null || python3 -m pip install -q --no-deps -e .
+
+if $dry_run; then
+  export JAX_PLATFORMS=cpu
+  tests=(python3 -m pytest -q --collect-only)
+  bench=(--configs 3:8:4:2:6 --repeats 2 --long-config 3:16:4:2:40 --checkpoint-every 10)
+  torch_device=cpu
+else
+  export JAX_PLATFORMS=cuda
+  python3 -c "import jax; jax.devices('gpu')" || { echo "gpu_check.sh: JAX sees no GPU" >&2; exit 1; }
+  tests=(python3 -m pytest -x -q)
+  bench=(--configs R1,R2 --repeats 20 --checkpoint-every 50)
+  torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+fi
+
+python3 - <<'PY' | tee "$out/devices.txt"
+import jax
+print("jax", jax.__version__, "devices:", jax.devices())
+PY
+set -o pipefail
+"${tests[@]}" 2>&1 | tee "$out/pytest.log"
+python3 -m jaxrnn bench "${bench[@]}" --long --torch-device "$torch_device" --out "$out"
+echo "gpu_check.sh: results in $out/"
