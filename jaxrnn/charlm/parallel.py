@@ -1,0 +1,105 @@
+"""Data parallelism with JAX's own SPMD: one mesh axis, `batch`, over every device.
+
+The batch of each step is split over the devices; the parameters and the optimiser state are
+replicated. `jax.jit` compiles the train step once for the whole mesh and inserts the
+all-reduce of the gradients itself (the weight gradients are sums over the batch axis), so
+there is no hand-written communication. The same code runs on several processes (machines)
+after `initialize_distributed`: the mesh then spans every process's devices, each process
+computes the same global batch on the host and hands its devices their rows.
+
+Layouts: character ids and weights `(m, T)` are split on axis 0, the carried hidden state
+`(n_a, m)` on axis 1 (the seed's batch axis), scalars and parameters are replicated.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxrnn.charlm.errors import CharLMError
+
+BATCH = "batch"
+
+
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int, timeout_s: int = 300) -> None:
+    """Joins a multi-process run (call before any other JAX call).
+
+    Args:
+      coordinator: `host:port` of process 0, reachable by every process.
+      num_processes: the number of processes.
+      process_id: this process's number, `0 … num_processes - 1`.
+      timeout_s: how long to wait for every process to join.
+    """
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        initialization_timeout=timeout_s,
+    )
+
+
+def batch_mesh(device_count: int | None = None) -> Mesh:
+    """A one-axis mesh named `batch` over the first `device_count` devices (default: all, every process)."""
+    devices = jax.devices()
+    if device_count is not None:
+        if not 1 <= device_count <= len(devices):
+            raise CharLMError(f"--devices {device_count}: expected 1 … {len(devices)} (the devices JAX sees)")
+        if jax.process_count() > 1 and device_count != len(devices):
+            raise CharLMError("--devices: a multi-process run uses every device of every process")
+        devices = devices[:device_count]
+    return Mesh(np.asarray(devices), (BATCH,))
+
+
+def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
+    """The batch is split evenly over the mesh, so it must be a multiple of its size."""
+    devices = mesh.devices.size
+    if batch_size % devices:
+        raise CharLMError(
+            f"--batch-size {batch_size} does not split evenly over {devices} devices; "
+            f"use a multiple of {devices} or --devices N with N dividing {batch_size}"
+        )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """The same whole value on every device."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def rows(mesh: Mesh) -> NamedSharding:
+    """`(m, T)` arrays split over the batch axis 0."""
+    return NamedSharding(mesh, PartitionSpec(BATCH, None))
+
+
+def columns(mesh: Mesh) -> NamedSharding:
+    """Seed-layout `(n_a, m)` arrays split over the batch axis 1."""
+    return NamedSharding(mesh, PartitionSpec(None, BATCH))
+
+
+def to_global(value, sharding: NamedSharding) -> jax.Array:
+    """A global array from the same host value on every process; each process fills its own devices."""
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def tree_to_global(tree, sharding: NamedSharding):
+    return jax.tree_util.tree_map(lambda leaf: to_global(leaf, sharding), tree)
+
+
+def to_host(array: jax.Array) -> np.ndarray:
+    """The whole value of a global array as numpy, on every process (gathers split arrays)."""
+    if array.is_fully_addressable:
+        return np.asarray(array)
+    if array.sharding.is_fully_replicated:
+        return np.asarray(array.addressable_data(0))
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
+def tree_to_host(tree):
+    return jax.tree_util.tree_map(to_host, tree)
+
+
+def is_main_process() -> bool:
+    """Process 0 prints and writes files; the others compute alongside it."""
+    return jax.process_index() == 0

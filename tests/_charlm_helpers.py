@@ -1,0 +1,44 @@
+"""Tiny character-level training runs shared by the charlm tests (small sizes: one compile, fast steps)."""
+
+import os
+
+from jaxrnn.charlm import parallel
+from jaxrnn.charlm.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from jaxrnn.charlm.config import TrainConfig
+from jaxrnn.charlm.data import corpus_vocabulary, make_dataset
+from jaxrnn.charlm.loop import run_training
+from jaxrnn.charlm.train import initial_state, state_from_checkpoint
+
+WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliett kilo lima mike november oscar papa quebec "
+    "romeo sierra tango uniform victor whiskey xray yankee zulu"
+).split()
+NAMES_TEXT = "".join(word + "\n" for word in WORDS)
+STREAM_TEXT = " ".join(WORDS * 4) + "\n"
+
+# Each line of NAMES_TEXT spans 1 to 3 chunks of 4 characters: carried states and resets both occur.
+TINY = dict(hidden_size=16, batch_size=4, chunk_length=4, sample_length=8, learning_rate=0.01, temperature=1.0)
+
+
+def tiny_config(steps: int, lines: bool = True, **overrides) -> TrainConfig:
+    return TrainConfig(**{**TINY, "lines": lines, "steps": steps, **overrides})
+
+
+def text_of(config: TrainConfig) -> str:
+    return NAMES_TEXT if config.lines else STREAM_TEXT
+
+
+def run(config: TrainConfig, out_dir, resume: bool = False, on_step=None, devices=None):
+    """Trains like `jaxrnn train` (from scratch, or from the checkpoint in `out_dir`); returns the RunResult."""
+    text = text_of(config)
+    vocabulary = corpus_vocabulary(text, config.lines)
+    dataset = make_dataset(text, vocabulary, config.lines, config.batch_size, config.chunk_length, config.seed)
+    mesh = parallel.batch_mesh(devices)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, CHECKPOINT_NAME)
+    if resume:
+        checkpoint = load_checkpoint(path)
+        state, losses = state_from_checkpoint(checkpoint, config, mesh), list(checkpoint.losses)
+    else:
+        state, losses = initial_state(config, len(vocabulary), mesh), []
+    return run_training(config, vocabulary, dataset, state, losses, mesh, path, on_step=on_step)

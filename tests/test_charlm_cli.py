@@ -1,0 +1,199 @@
+"""`jaxrnn train` and `jaxrnn sample` end to end, and every kind of bad input they must refuse cleanly."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from _charlm_helpers import NAMES_TEXT, TINY
+
+from jaxrnn.charlm.checkpoint import load_checkpoint
+from jaxrnn.cli import main
+
+DINOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "dinos.txt")
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in TINY.items()]
+
+
+@pytest.fixture
+def names(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text(NAMES_TEXT)
+    return str(path)
+
+
+def train(names, out, *extra):
+    return main(["train", "--data", names, "--lines", *TINY_FLAGS, "--out", str(out), *extra])
+
+
+def snapshot(directory):
+    """Every file under `directory` with its bytes."""
+    found = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, directory)] = open(path, "rb").read()
+    return found
+
+
+def assert_one_line_error(capsys, command, *fragments):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"jaxrnn {command}: ") and "\n" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_train_writes_checkpoint_and_plot_and_sample_generates(tmp_path, names, capsys):
+    out = tmp_path / "run"
+    assert train(names, out, "--steps", "40", "--sample-every", "20") == 0
+    printed = capsys.readouterr().out
+    for text in ("sample at step 0:", "sample at step 20:", "sample at step 40:", "jaxrnn train: done, step 40"):
+        assert text in printed
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "loss.png"]
+    assert open(out / "loss.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert load_checkpoint(str(out / "checkpoint.npz")).step == 40
+
+    draw = lambda *flags: (main(["sample", "--checkpoint", str(out / "checkpoint.npz"), *flags]), capsys.readouterr())
+    (status, first), (_, again), (_, other) = (draw("--prime", "al", "--length", "30", "--seed", s) for s in "110")
+    assert status == 0 and first.out == again.out and first.out != other.out
+    assert first.out.startswith("al") and len(first.out) == len("al") + 30 + 1  # + print's newline
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(None, "no such file"), (b"", "empty"), (b"\x00\x01\x02binary", "looks binary"), (b"\xff\xfe\xfa", "not UTF-8")],
+    ids=["missing", "empty", "binary", "not-utf8"],
+)
+def test_unusable_data_is_refused_before_anything_is_written(tmp_path, capsys, content, fragment):
+    data = tmp_path / "data.txt"
+    if content is not None:
+        data.write_bytes(content)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run")]) == 2
+    assert_one_line_error(capsys, "train", fragment, str(data))
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.fixture
+def finished_run(tmp_path_factory, names):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert train(names, out, "--steps", "3") == 0
+    return out
+
+
+def test_a_corrupted_checkpoint_is_refused_and_kept(finished_run, names, capsys):
+    path = finished_run / "checkpoint.npz"
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    before = snapshot(finished_run)
+    capsys.readouterr()
+    assert train(names, finished_run, "--resume", "--steps", "6") == 2
+    assert_one_line_error(capsys, "train", "is not a readable jaxrnn checkpoint")
+    assert main(["sample", "--checkpoint", str(path)]) == 2
+    assert_one_line_error(capsys, "sample", "is not a readable jaxrnn checkpoint")
+    assert snapshot(finished_run) == before
+
+
+def test_resume_refuses_another_vocabulary_or_shape(tmp_path, finished_run, names, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text("Aardvark\nBison\nCamel\nDingo\nEmu\n")
+    before = snapshot(finished_run)
+    capsys.readouterr()
+    assert main(["train", "--data", str(other), "--out", str(finished_run), "--resume", "--steps", "6"]) == 2
+    assert_one_line_error(capsys, "train", "vocabulary", "differs")
+    assert train(names, finished_run, "--resume", "--steps", "6", "--hidden-size", "32") == 2
+    assert_one_line_error(capsys, "train", "--hidden-size 32 differs from 16")
+    assert snapshot(finished_run) == before
+    assert train(names, finished_run, "--resume", "--steps", "5") == 0  # the same data continues
+    assert load_checkpoint(str(finished_run / "checkpoint.npz")).step == 5
+
+
+def test_an_existing_run_is_not_overwritten_without_being_asked(finished_run, names, capsys):
+    before = snapshot(finished_run)
+    capsys.readouterr()
+    assert train(names, finished_run, "--steps", "3") == 2
+    assert_one_line_error(capsys, "train", "exists; continue it with --resume, replace it with --overwrite")
+    assert snapshot(finished_run) == before
+    assert train(names, finished_run, "--steps", "2", "--overwrite") == 0
+    assert load_checkpoint(str(finished_run / "checkpoint.npz")).step == 2
+
+
+def test_an_unwritable_output_directory_is_refused(tmp_path, names, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    assert train(names, blocker, "--steps", "2") == 2
+    assert_one_line_error(capsys, "train", "exists and is not a directory")
+    assert train(names, blocker / "run", "--steps", "2") == 2
+    assert_one_line_error(capsys, "train", "cannot write there")
+    assert blocker.read_text() == "keep me"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert train(names, locked, "--steps", "2") == 2
+        assert_one_line_error(capsys, "train", "cannot write there")
+        assert os.listdir(locked) == []
+
+
+def test_sample_refuses_bad_arguments(finished_run, capsys):
+    checkpoint = str(finished_run / "checkpoint.npz")
+    assert main(["sample", "--checkpoint", checkpoint, "--prime", "ALPHA"]) == 2
+    assert_one_line_error(capsys, "sample", "--prime has characters outside the model's vocabulary: 'AHLP'")
+    assert main(["sample", "--checkpoint", checkpoint, "--temperature", "0"]) == 2
+    assert_one_line_error(capsys, "sample", "--temperature 0.0: expected a positive number")
+    assert main(["sample", "--checkpoint", str(finished_run / "none.npz")]) == 2
+    assert_one_line_error(capsys, "sample", "no checkpoint at")
+
+
+def test_bad_flags_are_refused(tmp_path, names, capsys):
+    assert train(names, tmp_path / "a", "--devices", "99") == 2
+    assert_one_line_error(capsys, "train", "--devices 99: expected 1 … 1")
+    assert train(names, tmp_path / "b", "--coordinator", "127.0.0.1:1") == 2
+    assert_one_line_error(capsys, "train", "needs all of --coordinator, --num-processes and --process-id")
+    assert train(names, tmp_path / "c", "--learning-rate", "-1") == 2
+    assert_one_line_error(capsys, "train", "--learning-rate -1.0: expected a positive number")
+    assert not any(os.path.exists(tmp_path / d) for d in "abc")
+
+
+def test_training_runs_without_the_cli_extra(tmp_path, names, capsys, monkeypatch):
+    for module in ("rich", "rich.progress", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import` raises ImportError
+    assert train(names, tmp_path / "run", "--steps", "20") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("rich is not installed") == 1 and captured.err.count("matplotlib is not installed") == 1
+    assert "step 20/20  loss " in captured.out and " tokens/s  ETA " in captured.out
+    assert os.listdir(tmp_path / "run") == ["checkpoint.npz"]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, names):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "jaxrnn", "train", "--data", names, "--lines", *TINY_FLAGS]
+    command += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "1000000"]
+    process = subprocess.Popen(command, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, process.kill)  # a child that never prints the line cannot hang the test
+    watchdog.start()
+    try:
+        for line in process.stdout:
+            if line.startswith("sample at step 25:"):
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted at step" in err and "--resume" in err
+    step = load_checkpoint(str(out / "checkpoint.npz")).step
+    assert 25 <= step < 1_000_000
+    assert train(names, out, "--resume", "--steps", str(step + 3)) == 0
+    saved = load_checkpoint(str(out / "checkpoint.npz"))
+    assert saved.step == step + 3 and np.all(np.isfinite(saved.losses[~np.isnan(saved.losses)]))
+
+
+@pytest.mark.skipif(not os.path.exists(DINOS), reason="../shared/data/dinos.txt is not there")
+def test_dinosaur_names_the_course_data(tmp_path):
+    flags = ["--hidden-size", "32", "--batch-size", "16", "--steps", "150", "--learning-rate", "0.01"]
+    assert main(["train", "--data", DINOS, "--lines", *flags, "--sample-every", "150", "--out", str(tmp_path)]) == 0
+    losses = load_checkpoint(str(tmp_path / "checkpoint.npz")).losses
+    assert np.mean(losses[-20:]) < 2.6 < 3.0 < np.mean(losses[:5])  # from ln(27) ≈ 3.3 towards ~2 nats

@@ -1,0 +1,62 @@
+"""The default corpus, reading user files (and every way they can be unusable), the vocabulary."""
+
+import numpy as np
+import pytest
+
+from jaxrnn.charlm.corpus import Vocabulary, default_corpus, read_corpus, text_lines
+from jaxrnn.charlm.errors import CharLMError
+
+
+def test_default_corpus_is_prose_from_the_standard_library():
+    text = default_corpus()
+    assert len(text) > 100_000
+    assert text == default_corpus()  # the same text every time
+    assert text.isascii() and ">>>" not in text
+    assert "Return" in text and "the" in text.split()
+    assert len(Vocabulary.of(text)) < 100
+
+
+def test_read_corpus_returns_the_utf8_text(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_bytes("\ufeffĀrvíztűrő tükörfúrógép\nline two\n".encode())
+    assert read_corpus(str(path)) == "Ārvíztűrő tükörfúrógép\nline two\n"  # byte-order mark dropped
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"", "empty"),
+        (b" \n\t\n", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "looks binary (NUL byte at offset 8)"),
+        ("caf\u00e9 na\u00efve\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at offset 3)"),
+    ],
+    ids=["missing", "empty", "blank", "binary", "latin-1"],
+)
+def test_read_corpus_rejects_unusable_files_in_one_line(tmp_path, content, message):
+    path = tmp_path / "data.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CharLMError) as error:
+        read_corpus(str(path))
+    assert message in str(error.value) and str(path) in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_read_corpus_rejects_a_directory(tmp_path):
+    with pytest.raises(CharLMError, match="not a regular file"):
+        read_corpus(str(tmp_path))
+
+
+def test_vocabulary_round_trip_and_unknown_characters():
+    vocabulary = Vocabulary.of("hello world\n")
+    assert vocabulary.characters == "\n dehlorw"
+    ids = vocabulary.encode("world")
+    assert ids.dtype == np.int32 and list(ids) == [8, 6, 7, 5, 2]
+    assert vocabulary.decode(ids) == "world"
+    with pytest.raises(CharLMError, match=r"--prime has characters outside the model's vocabulary: 'XZab'"):
+        vocabulary.encode("Zebra X", "--prime")
+
+
+def test_text_lines_are_the_non_blank_lines():
+    assert text_lines("Aardonyx\r\n\n  \nAbelisaurus\nZuniceratops") == ["Aardonyx", "Abelisaurus", "Zuniceratops"]
