@@ -76,6 +76,9 @@ def test_bench_command_writes_table_json_and_plot(tmp_path, capsys):
     long_rows = {r["variant"]: r for r in results["long"]["rows"]}
     assert long_rows["hand-ckpt"]["temp_bytes"] < long_rows["hand"]["temp_bytes"]
     assert long_rows["hand-ckpt"]["temp_bytes"] < long_rows["autodiff"]["temp_bytes"]
+    rates = results["training"]["tokens_per_s"]
+    assert set(rates) == {"hand", "autodiff"} and min(rates.values()) > 0
+    assert "### Training throughput of `jaxrnn train`" in printed
     if importlib.util.find_spec("matplotlib"):
         assert (out / "bench.png").stat().st_size > 1000
 

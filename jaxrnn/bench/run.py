@@ -27,6 +27,8 @@ CONFIGS = {  # (n_x, n_a, n_y, m, T)
     "R2": Sizes(128, 512, 128, 128, 100),
 }
 ALL_VARIANTS = ("hand", "autodiff", "seed-scan", "flax", "torch")
+# The default `jaxrnn train` model: characters of the default corpus, one chunk per step.
+TRAIN_SIZES = {"vocabulary_size": 94, "hidden_size": 256, "batch_size": 32, "chunk_length": 32}
 # Every variant computes the same loss from the same numbers; relative agreement expected:
 LOSS_TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
 
@@ -139,6 +141,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-config", default="64:256:64:64:2000", help="sizes of --long, n_x:n_a:n_y:m:T")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="segment length of hand-ckpt (default 50)")
     parser.add_argument("--sweep", action="store_true", help="add a scaling sweep over T, m and n_a around R1")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="add the training throughput of jaxrnn train: hand vs autodiff gradient (tokens/s)",
+    )
     parser.add_argument("--torch-device", default="cpu", help="device for the PyTorch variant (cpu or cuda)")
     parser.add_argument("--out", default="bench-results", help="folder for bench.md, bench.json, bench.png")
 
@@ -192,6 +199,14 @@ def main(args: argparse.Namespace) -> int:
             label = f"{axis}: n_a={sizes.n_a} m={sizes.m} T={sizes.T}"
             measured = measure(label, sizes, sweep_names, sweep_args, device, progress)
             results["sweep"] += [{**row, "axis": axis, "sizes": sizes._asdict()} for row in measured["rows"]]
+    if args.train:
+        from jaxrnn.charlm.train import training_throughput
+
+        print("  training throughput: compiling and timing", file=sys.stderr, flush=True)
+        results["training"] = {
+            "sizes": TRAIN_SIZES,
+            "tokens_per_s": training_throughput(repeats=args.repeats, **TRAIN_SIZES),
+        }
     text = render(results)
     print(text)
     report.write_atomically(os.path.join(args.out, "bench.md"), text + "\n")
@@ -218,6 +233,14 @@ def render(results: dict) -> str:
         parts.append(report.step_table(config["rows"]))
         if config["skipped"]:
             parts.append(f"\nskipped: {', '.join(config['skipped'])}")
+    if "training" in results:
+        sizes, rates = results["training"]["sizes"], results["training"]["tokens_per_s"]
+        parts.append(
+            f"\n### Training throughput of `jaxrnn train` (V={sizes['vocabulary_size']}, n_a={sizes['hidden_size']}, "
+            f"batch {sizes['batch_size']} × {sizes['chunk_length']} characters)\n"
+        )
+        parts.append("| gradient | tokens/s | relative to hand |\n|---|---:|---:|")
+        parts += [f"| {name} | {rate:,.0f} | {rate / rates['hand']:.2f} |" for name, rate in rates.items()]
     if results["sweep"]:
         parts.append("\n### Scaling sweep\n")
         parts.append(report.sweep_table(results["sweep"]))
