@@ -55,6 +55,7 @@ def test_bench_command_writes_table_json_and_plot(tmp_path, capsys):
             "3:64:4:8:400",
             "--checkpoint-every",
             "20",
+            "--train",
         ]
     )
     assert status == 0
