@@ -9,6 +9,9 @@ names, arguments and layouts: `x (n_x, m, T_x)`, `a (n_a, m, T_x)`, `y (n_y, m, 
 """
 
 from jaxrnn.backward import rnn_backward, rnn_cell_backward
+from jaxrnn.batch_major import rnn_batch_major, rnn_cross_entropy_batch_major
+from jaxrnn.cross_entropy import rnn_cross_entropy, rnn_cross_entropy_autodiff
+from jaxrnn.diagnostics import GradientsThroughTime, gradients_through_time
 from jaxrnn.forward import Caches, rnn_autodiff, rnn_cell_forward, rnn_forward
 from jaxrnn.layer import rnn
 from jaxrnn.params import init_parameters
@@ -17,11 +20,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Caches",
+    "GradientsThroughTime",
+    "gradients_through_time",
     "init_parameters",
     "rnn",
     "rnn_autodiff",
     "rnn_backward",
+    "rnn_batch_major",
     "rnn_cell_backward",
     "rnn_cell_forward",
+    "rnn_cross_entropy",
+    "rnn_cross_entropy_autodiff",
+    "rnn_cross_entropy_batch_major",
     "rnn_forward",
 ]

@@ -1,8 +1,8 @@
 """The `jaxrnn` command line: one sub-command per module.
 
-Each module named in `COMMANDS` provides `add_arguments(parser)` and `main(args) -> int`;
-it is imported only when its sub-command runs, so `jaxrnn verify` does not import the
-benchmark's optional dependencies.
+Each module named in `COMMANDS` provides `add_arguments(parser)` and `main(args) -> int`.
+The modules import their optional dependencies (rich, matplotlib, Flax, PyTorch) only
+inside the code that needs them, so every sub-command's `--help` works without them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import sys
 
 COMMANDS = {
     "verify": ("jaxrnn.verify", "compare the hand-derived gradients with jax.grad and finite differences"),
+    "bench": ("jaxrnn.bench", "time and memory of a gradient step: hand VJP vs autodiff, Flax and PyTorch"),
+    "compare": ("jaxrnn.compare", "the hand-derived backward next to jax.grad: jaxpr size, residuals, memory, time"),
+    "train": ("jaxrnn.charlm.train_cli", "train a character-level language model with the RNN"),
+    "sample": ("jaxrnn.charlm.sample_cli", "generate text from a checkpoint of jaxrnn train"),
 }
 
 
