@@ -170,7 +170,16 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, names):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "jaxrnn", "train", "--data", names, "--lines", *TINY_FLAGS]
     command += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "1000000"]
-    process = subprocess.Popen(command, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited
+    # "ignore"; restore the default so the child gets Ctrl-C as it would in a terminal.
+    process = subprocess.Popen(
+        command,
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     watchdog = threading.Timer(120, process.kill)  # a child that never prints the line cannot hang the test
     watchdog.start()
     try:
