@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from jaxrnn import _validate
 from jaxrnn.backward import hidden_backward, logits_backward
-from jaxrnn.forward import accumulation_dtype, hidden_states, output_logits, project_inputs, seed_layout, time_major
+from jaxrnn.forward import accumulation_dtype, hidden_states, output_logits, seed_layout, time_major
 
 
 def rnn_cross_entropy(x, a0, parameters, labels):
@@ -75,7 +75,7 @@ def _inputs(fn, x, a0, parameters, labels):
 
 def _forward(x, a0, params, labels):
     """Seed layout in; `(losses (m, T) in x's dtype, states (T, m, n_a) internal layout)` out."""
-    states = hidden_states(project_inputs(time_major(x), params["Wax"], params["ba"]), a0.T, params["Waa"])
+    states = hidden_states(time_major(x), a0.T, params)
     logits = output_logits(states, params["Wya"], params["by"])  # (T, m, n_y), accumulation dtype
     log_probabilities = jax.nn.log_softmax(logits, axis=-1)  # o_t − logsumexp(o_t): no log(0)
     targets = _one_hot_targets(labels.T, logits.shape[-1], logits.dtype)

@@ -8,8 +8,8 @@ Inside, every sequence is time-major with features last, `(T_x, m, n)` — the l
 PyTorch's and cuDNN's RNNs — because then every product with a weight matrix is one plain
 matrix product over all `T_x·m` tokens with no transposes, `lax.scan` slices contiguous
 `(m, n)` steps along the leading axis, and the softmax runs along contiguous rows. The
-input projection `x_t Wax^T + ba` is one such product, hoisted out of the loop, so the scan
-body does only the recurrent product and the tanh. In this layout the recurrence reads
+input projection `x_t Wax^T` is one such product, hoisted out of the loop, so the scan
+body does only the recurrent product, the bias and the tanh. In this layout the recurrence reads
 `a_t = tanh(a_{t-1} Waa^T + x_t Wax^T + ba^T)` on row vectors — the same numbers.
 
 Matrix products take their operands in the input dtype and accumulate in
@@ -32,29 +32,36 @@ def accumulation_dtype(dtype) -> jnp.dtype:
     return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
 
 
-def project_inputs(x: jnp.ndarray, Wax: jnp.ndarray, ba: jnp.ndarray) -> jnp.ndarray:
-    """`x_t Wax^T + ba^T` for every t at once: `(T, m, n_x)` -> `(T, m, n_a)`, accumulation dtype."""
-    acc = accumulation_dtype(x.dtype)
-    return jnp.einsum("tmx,ax->tma", x, Wax, preferred_element_type=acc) + ba.astype(acc).T[None]
+def project_inputs(x: jnp.ndarray, Wax: jnp.ndarray) -> jnp.ndarray:
+    """`x_t Wax^T` for every t at once: `(T, m, n_x)` -> `(T, m, n_a)`, accumulation dtype.
+
+    The bias is added inside the scan, where it fuses with the tanh; added here it would
+    cost a separate pass over the whole `(T, m, n_a)` array.
+    """
+    return jnp.einsum("tmx,ax->tma", x, Wax, preferred_element_type=accumulation_dtype(x.dtype))
 
 
-def cell_step(Waa_T: jnp.ndarray, a_prev: jnp.ndarray, projected_input: jnp.ndarray) -> jnp.ndarray:
-    """One recurrence on `(m, n_a)` rows: `a_t = tanh(a_{t-1} Waa^T + (x_t Wax^T + ba^T))`.
+def cell_step(Waa_T, ba_row, a_prev, projected_input):
+    """One recurrence on `(m, n_a)` rows: `a_t = tanh(a_{t-1} Waa^T + x_t Wax^T + ba^T)`.
 
     Takes `Waa_T = Waa^T`, transposed once by the caller outside any loop (XLA's CPU backend
-    runs a product with a transpose inside a scan body markedly slower). Stores `a_t` in
-    `a_prev.dtype`.
+    runs a product with a transpose inside a scan body markedly slower), `ba_row = ba^T`
+    `(1, n_a)` and the projected input `x_t Wax^T` in the accumulation dtype. Stores `a_t`
+    in `a_prev.dtype`.
     """
-    pre_activation = jnp.dot(a_prev, Waa_T, preferred_element_type=projected_input.dtype) + projected_input
+    acc = projected_input.dtype
+    pre_activation = jnp.dot(a_prev, Waa_T, preferred_element_type=acc) + projected_input + ba_row
     return jnp.tanh(pre_activation).astype(a_prev.dtype)
 
 
-def hidden_states(projected_inputs: jnp.ndarray, a0: jnp.ndarray, Waa: jnp.ndarray) -> jnp.ndarray:
-    """Runs the recurrence over `(T, m, n_a)` projected inputs from `a0 (m, n_a)`; returns `a_1..a_T`."""
-    Waa_T = Waa.T
+def hidden_states(x: jnp.ndarray, a0: jnp.ndarray, params) -> jnp.ndarray:
+    """Runs the recurrence over `x (T, m, n_x)` from `a0 (m, n_a)`; returns `a_1..a_T` as `(T, m, n_a)`."""
+    projected_inputs = project_inputs(x, params["Wax"])
+    Waa_T = params["Waa"].T
+    ba_row = params["ba"].astype(projected_inputs.dtype).T
 
     def step(a_prev, projected_input):
-        a_next = cell_step(Waa_T, a_prev, projected_input)
+        a_next = cell_step(Waa_T, ba_row, a_prev, projected_input)
         return a_next, a_next
 
     _, states = jax.lax.scan(step, a0, projected_inputs)
@@ -82,7 +89,7 @@ seed_layout = time_major
 
 def forward_states(x, a0, params) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Internal layout in and out: `x (T, m, n_x)`, `a0 (m, n_a)` -> states `(T, m, n_a)`, y `(T, m, n_y)`."""
-    states = hidden_states(project_inputs(x, params["Wax"], params["ba"]), a0, params["Waa"])
+    states = hidden_states(x, a0, params)
     return states, predictions(states, params["Wya"], params["by"])
 
 
