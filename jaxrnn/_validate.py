@@ -168,6 +168,8 @@ def integer_labels(fn: str, labels, expected_shape: tuple, layout: str, why: str
 def positive_int_or_none(fn: str, name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: {name}={value!r} must be None or a positive int; received {type(value).__name__}")
+    if value < 1:
         raise ValueError(f"{fn}: {name}={value!r} must be None or a positive int")
     return int(value)

@@ -45,7 +45,7 @@ def gradients_through_time(x, a0, parameters, da, dy) -> GradientsThroughTime:
     The loss enters through its gradients with respect to the two outputs of
     `jaxrnn.rnn(x, a0, parameters) -> (a, y)`, the same cotangents the `custom_vjp` rule
     receives. For example, for a cross-entropy on the last step only,
-    `L = -Σ_i log y[c_i, i, T]`, pass `da = 0` and `dy = -onehot(c) / y` at step T, zero
+    `L = -Σ_i log y[c_i, i, T]`, pass `da = jnp.zeros_like(a)` and `dy = -onehot(c) / y` at step T, zero
     elsewhere. Wrap the call in `jax.jit` to compile it.
 
     Args:

@@ -148,7 +148,7 @@ def rnn_autodiff(x, a0, parameters):
     """The same forward as `rnn`, with no custom gradient: `jax.grad` differentiates it.
 
     The oracle the hand-derived backward is checked against, and the path for forward
-    mode (`jax.jvp`, `jax.jacfwd`, `jax.hessian` by forward-over-reverse), which a
+    mode (`jax.jvp`, `jax.jacfwd`, `jax.linearize`), which a
     `jax.custom_vjp` function cannot serve.
 
     Args:

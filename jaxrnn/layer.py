@@ -12,6 +12,7 @@ forward pass.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -36,13 +37,19 @@ def rnn(x, a0, parameters, *, checkpoint_every=None):
       parameters: dict with `Wax (n_a, n_x)`, `Waa (n_a, n_a)`, `Wya (n_y, n_a)`,
         `ba (n_a, 1)`, `by (n_y, 1)`, all of the dtype of `x`.
       checkpoint_every: None to keep every hidden state for the backward pass, or an int
-        k to keep one state per k steps and recompute the rest during the backward pass.
+        k to keep one state per k steps (ceil(T_x / k) segments of balanced length) and
+        recompute the rest during the backward pass.
 
     Returns:
       `(a (n_a, m, T_x), y_pred (n_y, m, T_x))`.
     """
-    x, a0, params, _ = _validate.sequence_inputs("rnn", x, a0, parameters)
+    x, a0, params, sizes = _validate.sequence_inputs("rnn", x, a0, parameters)
     every = _validate.positive_int_or_none("rnn", "checkpoint_every", checkpoint_every)
+    if every is not None:
+        # Same number of segments, lengths balanced: the padding stays under one step per
+        # segment (k = 1000 on T = 5 runs one 5-step segment, not a 1000-step one).
+        n_segments = math.ceil(sizes.T_x / every)
+        every = math.ceil(sizes.T_x / n_segments)
     return _rnn(every, x, a0, params)
 
 

@@ -27,10 +27,21 @@ def init_parameters(key, n_x: int, n_a: int, n_y: int, dtype=jnp.float32) -> dic
       dict with keys `Wax, Waa, Wya, ba, by`.
     """
     for name, size in (("n_x", n_x), ("n_a", n_a), ("n_y", n_y)):
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"init_parameters: {name}={size!r} must be a positive int; received {type(size).__name__}")
+        if size < 1:
             raise ValueError(f"init_parameters: {name}={size!r} must be a positive int")
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"init_parameters: dtype={dtype!r} is not a dtype; expected e.g. jnp.float32") from None
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"init_parameters: dtype={np.dtype(dtype)} is not a floating dtype")
+        raise TypeError(f"init_parameters: dtype={dtype} is not a floating dtype")
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise ValueError(
+            f"init_parameters: dtype={dtype} needs 64-bit mode, which is off; "
+            f"enable it (e.g. `with jax.enable_x64(True):`) or use float32"
+        )
     k_ax, k_aa, k_ya = jax.random.split(key, 3)
     glorot = jax.nn.initializers.glorot_uniform()
     orthogonal = jax.nn.initializers.orthogonal()

@@ -5,8 +5,8 @@
 #   2. the benchmark at R1 and R2 plus the long-sequence (checkpointing) figure, with
 #      PyTorch's cuDNN RNN when torch with CUDA is installed.
 # Results (pytest log, bench.md, bench.json, bench.png) go to the folder given as $1
-# (default gpu-results). `--dry-run` runs the same steps on the CPU at tiny sizes, to check
-# the script itself where no GPU is present.
+# (default gpu-results). `--dry-run` checks the script itself where no GPU is present: it
+# collects the tests (without running them) and runs the benchmark on the CPU at tiny sizes.
 #
 #   bash scripts/gpu_check.sh [OUT_DIR] [--dry-run]
 set -euo pipefail
@@ -23,7 +23,9 @@ for argument in "$@"; do
 done
 mkdir -p "$out"
 
-python3 -c "import jaxrnn" 2>/dev/null || python3 -m pip install -q --no-deps -e .
+# The test extra where the package index is reachable; the package alone where it is not
+# (tests of optional integrations skip themselves when their library is missing).
+python3 -c "import jaxrnn" 2>/dev/null || python3 -m pip install -q -e ".[test]" || python3 -m pip install -q --no-deps -e .
 
 if $dry_run; then
   export JAX_PLATFORMS=cpu
@@ -42,7 +44,11 @@ python3 - <<'PY' | tee "$out/devices.txt"
 import jax
 print("jax", jax.__version__, "devices:", jax.devices())
 PY
-set -o pipefail
+# A test failure must not cost the benchmark: record it, run the benchmark, fail at the end.
+set +e -o pipefail
 "${tests[@]}" 2>&1 | tee "$out/pytest.log"
+tests_status=$?
+set -e
 python3 -m jaxrnn bench "${bench[@]}" --long --torch-device "$torch_device" --out "$out"
-echo "gpu_check.sh: results in $out/"
+echo "gpu_check.sh: results in $out/ (tests exit status $tests_status)"
+exit "$tests_status"

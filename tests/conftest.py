@@ -34,9 +34,14 @@ def x64(device):
 
 
 @pytest.fixture(autouse=True)
-def strict_promotion():
-    """No silent dtype promotion or rank broadcasting in jaxrnn's arithmetic."""
-    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+def strict_numerics():
+    """No silent dtype promotion or rank broadcasting in jaxrnn's arithmetic; full float32
+    matrix products (GPUs default to TF32, which would blur every float32 comparison)."""
+    with (
+        jax.numpy_dtype_promotion("strict"),
+        jax.numpy_rank_promotion("raise"),
+        jax.default_matmul_precision("float32"),
+    ):
         yield
 
 

@@ -107,10 +107,10 @@ def test_vmap_over_single_examples_equals_the_batch(device):
             jaxrnn.rnn_cross_entropy_batch_major, x[None], a0[None], params, labels[None], ca[None], loss_weights[None]
         )[2]
 
-    per_example = jax.jit(jax.vmap(parameter_gradient, in_axes=(None, 0, 0, 0, 0, 0)))(
-        params, x, a0, labels, ca, loss_weights
-    )
     with jax.default_matmul_precision("float32"):
+        per_example = jax.jit(jax.vmap(parameter_gradient, in_axes=(None, 0, 0, 0, 0, 0)))(
+            params, x, a0, labels, ca, loss_weights
+        )
         per_example = jax.tree_util.tree_map(lambda g: jnp.sum(g, axis=0), per_example)
         want = cross_entropy_gradients(cross_entropy_oracle, x, a0, params, labels, ca, loss_weights)[2]
     assert_trees_close(per_example, want, TOLERANCE[jnp.float32])

@@ -38,5 +38,11 @@ def test_same_key_same_parameters_and_the_layer_accepts_them():
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"init_parameters: n_a=0 must be a positive int"):
         jaxrnn.init_parameters(jax.random.PRNGKey(0), 3, 0, 2)
+    with pytest.raises(TypeError, match=r"init_parameters: n_x=2.5 must be a positive int; received float"):
+        jaxrnn.init_parameters(jax.random.PRNGKey(0), 2.5, 4, 2)
+    with pytest.raises(TypeError, match=r"init_parameters: dtype=2.5 is not a dtype"):
+        jaxrnn.init_parameters(jax.random.PRNGKey(0), 3, 4, 2, 2.5)
+    with jax.enable_x64(False), pytest.raises(ValueError, match=r"init_parameters: dtype=float64 needs 64-bit mode"):
+        jaxrnn.init_parameters(jax.random.PRNGKey(0), 3, 4, 2, jnp.float64)
     with pytest.raises(TypeError, match=r"init_parameters: dtype=int32 is not a floating dtype"):
         jaxrnn.init_parameters(jax.random.PRNGKey(0), 3, 4, 2, jnp.int32)

@@ -61,9 +61,10 @@ def _draw(params, prime_ids, key, temperature, newline, length):
 
     def step(carry, key):
         a_prev, character = carry
-        a, y, _ = rnn_cell_forward(one_hot(character), a_prev, params)  # y_t = softmax(o_t), (V, 1)
-        # softmax(o_t / temperature) ∝ y_t^(1/temperature)
-        drawn = jax.random.categorical(key, jnp.log(y[:, 0]) / temperature).astype(jnp.int32)
+        a, _, _ = rnn_cell_forward(one_hot(character), a_prev, params)
+        logits = params["Wya"] @ a[:, 0] + params["by"][:, 0]  # o_t = Wya a_t + by
+        # Draw from softmax(o_t / temperature), from the logits: no log(softmax) underflow.
+        drawn = jax.random.categorical(key, logits / temperature).astype(jnp.int32)
         ends_line = drawn == newline  # lines mode: a fresh example, START read from the zero state
         next_carry = (jnp.where(ends_line, jnp.zeros_like(a), a), jnp.where(ends_line, jnp.int32(START), drawn))
         return next_carry, drawn
