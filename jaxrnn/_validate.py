@@ -97,6 +97,16 @@ _PARAMETER_LAYOUT = {
 }
 
 
+def check_input_width(fn: str, params: dict, name: str, array: jnp.ndarray, n_x_in: int, layout: str = "") -> None:
+    """`Wax (n_a, n_x)` must take inputs of width `n_x_in` (read from `array`'s layout)."""
+    n_a, n_x = params["Wax"].shape
+    if n_x_in != n_x:
+        raise ValueError(
+            f"{fn}: parameters['Wax'].shape={tuple(params['Wax'].shape)} does not fit "
+            f"{name}.shape={tuple(array.shape)}{layout}; expected (n_a, n_x) = ({n_a}, {n_x_in})"
+        )
+
+
 def sequence_inputs(fn: str, x: Any, a0: Any, params: Any):
     """Checks `x (n_x, m, T_x)`, `a0 (n_a, m)` and the parameters of a sequence call."""
     params, (n_x, n_a, n_y) = parameters(fn, params)
@@ -105,11 +115,7 @@ def sequence_inputs(fn: str, x: Any, a0: Any, params: Any):
     check_rank(fn, "x", x, 3, "(n_x, m, T_x)")
     check_rank(fn, "a0", a0, 2, "(n_a, m)")
     n_x_in, m, T_x = x.shape
-    if n_x_in != n_x:
-        raise ValueError(
-            f"{fn}: parameters['Wax'].shape={tuple(params['Wax'].shape)} does not fit "
-            f"x.shape={tuple(x.shape)}; expected (n_a, n_x) = ({n_a}, {n_x_in})"
-        )
+    check_input_width(fn, params, "x", x, n_x_in)
     if T_x == 0:
         raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has T_x=0 time steps; expected T_x >= 1")
     check_shape(fn, "a0", a0, (n_a, m), f"n_a={n_a} from parameters['Waa'] and m={m} from x")
@@ -119,20 +125,32 @@ def sequence_inputs(fn: str, x: Any, a0: Any, params: Any):
 
 def cell_inputs(fn: str, xt: Any, a_prev: Any, params: Any):
     """Checks `xt (n_x, m)`, `a_prev (n_a, m)` and the parameters of one cell step."""
-    params, (n_x, n_a, _) = parameters(fn, params)
+    params, (_, n_a, _) = parameters(fn, params)
     xt = as_float_array(fn, "xt", xt)
     a_prev = as_float_array(fn, "a_prev", a_prev)
     check_rank(fn, "xt", xt, 2, "(n_x, m)")
     check_rank(fn, "a_prev", a_prev, 2, "(n_a, m)")
     n_x_in, m = xt.shape
-    if n_x_in != n_x:
-        raise ValueError(
-            f"{fn}: parameters['Wax'].shape={tuple(params['Wax'].shape)} does not fit "
-            f"xt.shape={tuple(xt.shape)}; expected (n_a, n_x) = ({n_a}, {n_x_in})"
-        )
+    check_input_width(fn, params, "xt", xt, n_x_in)
     check_shape(fn, "a_prev", a_prev, (n_a, m), f"n_a={n_a} from parameters['Waa'] and m={m} from xt")
     check_same_dtype(fn, {"xt": xt, "a_prev": a_prev, "parameters['Wax']": params["Wax"]})
     return xt, a_prev, params
+
+
+def batch_major_inputs(fn: str, x: Any, a0: Any, params: Any):
+    """Checks `x (B, T, n_x)`, `a0 (B, n_a)` and the parameters; returns them and `(B, T)`."""
+    params, (_, n_a, _) = parameters(fn, params)
+    x = as_float_array(fn, "x", x)
+    a0 = as_float_array(fn, "a0", a0)
+    check_rank(fn, "x", x, 3, "(B, T, n_x)")
+    check_rank(fn, "a0", a0, 2, "(B, n_a)")
+    B, T, n_x_in = x.shape
+    check_input_width(fn, params, "x", x, n_x_in, " (B, T, n_x)")
+    if T == 0:
+        raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has T=0 time steps; expected T >= 1")
+    check_shape(fn, "a0", a0, (B, n_a), f"B={B} from x and n_a={n_a} from parameters['Waa']")
+    check_same_dtype(fn, {"x": x, "a0": a0, "parameters['Wax']": params["Wax"]})
+    return x, a0, params, (B, T)
 
 
 def cotangent(fn: str, name: str, value: Any, expected: tuple, dtype, why: str) -> jnp.ndarray:

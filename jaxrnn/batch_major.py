@@ -31,7 +31,7 @@ def rnn_batch_major(x, a0, parameters, *, checkpoint_every=None):
       `(a (B, T, n_a), y (B, T, n_y))`.
     """
     fn = "rnn_batch_major"
-    x, a0, params, _ = _batch_major_inputs(fn, x, a0, parameters)
+    x, a0, params, _ = _validate.batch_major_inputs(fn, x, a0, parameters)
     every = _validate.positive_int_or_none(fn, "checkpoint_every", checkpoint_every)
     a, y = rnn(_seed_inputs(x), a0.T, params, checkpoint_every=every)
     return _batch_major(a), _batch_major(y)
@@ -51,30 +51,10 @@ def rnn_cross_entropy_batch_major(x, a0, parameters, labels):
       and the hidden states (carry `a[:, -1]` into the next chunk of a sequence).
     """
     fn = "rnn_cross_entropy_batch_major"
-    x, a0, params, (B, T) = _batch_major_inputs(fn, x, a0, parameters)
+    x, a0, params, (B, T) = _validate.batch_major_inputs(fn, x, a0, parameters)
     labels = _validate.integer_labels(fn, labels, (B, T), "(B, T)", f"B={B} and T={T} from x")
     losses, a = rnn_cross_entropy(_seed_inputs(x), a0.T, params, labels)
     return losses, _batch_major(a)
-
-
-def _batch_major_inputs(fn, x, a0, parameters):
-    """Checks `x (B, T, n_x)`, `a0 (B, n_a)` and the parameters; returns them and `(B, T)`."""
-    params, (n_x, n_a, _) = _validate.parameters(fn, parameters)
-    x = _validate.as_float_array(fn, "x", x)
-    a0 = _validate.as_float_array(fn, "a0", a0)
-    _validate.check_rank(fn, "x", x, 3, "(B, T, n_x)")
-    _validate.check_rank(fn, "a0", a0, 2, "(B, n_a)")
-    B, T, n_x_in = x.shape
-    if n_x_in != n_x:
-        raise ValueError(
-            f"{fn}: parameters['Wax'].shape={tuple(params['Wax'].shape)} does not fit "
-            f"x.shape={tuple(x.shape)} (B, T, n_x); expected (n_a, n_x) = ({n_a}, {n_x_in})"
-        )
-    if T == 0:
-        raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has T=0 time steps; expected T >= 1")
-    _validate.check_shape(fn, "a0", a0, (B, n_a), f"B={B} from x and n_a={n_a} from parameters['Waa']")
-    _validate.check_same_dtype(fn, {"x": x, "a0": a0, "parameters['Wax']": params["Wax"]})
-    return x, a0, params, (B, T)
 
 
 def _seed_inputs(x):
