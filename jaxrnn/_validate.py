@@ -153,8 +153,8 @@ def batch_major_inputs(fn: str, x: Any, a0: Any, params: Any):
     return x, a0, params, (B, T)
 
 
-def cotangent(fn: str, name: str, value: Any, expected: tuple, dtype, why: str) -> jnp.ndarray:
-    """Checks an upstream gradient against the shape and dtype of what it differentiates."""
+def matching_array(fn: str, name: str, value: Any, expected: tuple, dtype, why: str) -> jnp.ndarray:
+    """Checks an array (an upstream gradient, a cached state) against the shape and dtype it must match."""
     array = as_float_array(fn, name, value)
     check_shape(fn, name, array, expected, why)
     if array.dtype != dtype:

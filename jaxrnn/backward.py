@@ -168,8 +168,8 @@ def rnn_cell_backward(da_next, cache):
     fn = "rnn_cell_backward"
     a_next, a_prev, xt, parameters = _unpack(fn, "cache", cache, 4)
     xt, a_prev, params = _validate.cell_inputs(fn, xt, a_prev, parameters)
-    a_next = _validate.cotangent(fn, "cache[0] (a_next)", a_next, a_prev.shape, a_prev.dtype, "a_prev")
-    da_next = _validate.cotangent(fn, "da_next", da_next, a_prev.shape, a_prev.dtype, "a_next")
+    a_next = _validate.matching_array(fn, "cache[0] (a_next)", a_next, a_prev.shape, a_prev.dtype, "a_prev")
+    da_next = _validate.matching_array(fn, "da_next", da_next, a_prev.shape, a_prev.dtype, "a_next")
     acc = accumulation_dtype(da_next.dtype)
     grads, dx, da_prev = hidden_backward(
         da_next.T.astype(acc)[None], jnp.zeros(a_prev.T.shape, acc), a_next.T[None], a_prev.T, xt.T[None], params
@@ -195,8 +195,8 @@ def rnn_backward(da, caches):
     states, a0, x, parameters = _unpack(fn, "caches", caches, 4)
     x, a0, params, sizes = _validate.sequence_inputs(fn, x, a0, parameters)
     expected_states = (sizes.T_x, sizes.m, sizes.n_a)
-    states = _validate.cotangent(fn, "caches.hidden_states", states, expected_states, x.dtype, "x")
-    da = _validate.cotangent(fn, "da", da, (sizes.n_a, sizes.m, sizes.T_x), x.dtype, "caches (n_a, m, T_x)")
+    states = _validate.matching_array(fn, "caches.hidden_states", states, expected_states, x.dtype, "x")
+    da = _validate.matching_array(fn, "da", da, (sizes.n_a, sizes.m, sizes.T_x), x.dtype, "caches (n_a, m, T_x)")
     acc = accumulation_dtype(da.dtype)
     grads, dx, da0 = hidden_backward(
         time_major(da).astype(acc), jnp.zeros(a0.T.shape, acc), states, a0.T, time_major(x), params

@@ -61,8 +61,8 @@ def gradients_through_time(x, a0, parameters, da, dy) -> GradientsThroughTime:
     """
     fn = "gradients_through_time"
     x, a0, params, sizes = _validate.sequence_inputs(fn, x, a0, parameters)
-    da = _validate.cotangent(fn, "da", da, (sizes.n_a, sizes.m, sizes.T_x), x.dtype, "the output a (n_a, m, T_x)")
-    dy = _validate.cotangent(fn, "dy", dy, (sizes.n_y, sizes.m, sizes.T_x), x.dtype, "the output y (n_y, m, T_x)")
+    da = _validate.matching_array(fn, "da", da, (sizes.n_a, sizes.m, sizes.T_x), x.dtype, "the output a (n_a, m, T_x)")
+    dy = _validate.matching_array(fn, "dy", dy, (sizes.n_y, sizes.m, sizes.T_x), x.dtype, "the output y (n_y, m, T_x)")
     acc = accumulation_dtype(x.dtype)
     _, y, caches = rnn_forward(x, a0, params)
     states = caches.hidden_states  # a_1..a_T in the internal layout of `jaxrnn.forward`

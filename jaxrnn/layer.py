@@ -1,18 +1,19 @@
 """`jaxrnn.rnn`: the forward pass with the hand-derived backward registered as a `custom_vjp`.
 
-Residuals: without checkpointing, the forward keeps `(x, a0, parameters, hidden states, y)`
-and the backward is `backward.sequence_backward` once. With `checkpoint_every=k`, it keeps
-only the state entering each k-step segment; the backward walks the segments in reverse,
-recomputes each segment's states and predictions from its entry state, and runs the same
-`sequence_backward` on it, carrying dL/da across segment boundaries. Memory for residuals
-falls from `T` states to `T/k` (plus one segment's working set); the price is one extra
-forward pass.
+Residuals: without checkpointing (`_AllStates`), the forward keeps `(x, a0, parameters,
+hidden states, y)` and the backward is `backward.sequence_backward` once. With
+`checkpoint_every=k` (`_SegmentStarts`), it keeps only the state entering each k-step
+segment; the backward walks the segments in reverse, recomputes each segment's states and
+predictions from its entry state, and runs the same `sequence_backward` on it, carrying
+dL/da across segment boundaries. Memory for residuals falls from `T` states to `T/k` (plus
+one segment's working set); the price is one extra forward pass.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,30 +60,49 @@ def _rnn(checkpoint_every, x, a0, params):
     return seed_layout(states), seed_layout(y)
 
 
+class _AllStates(NamedTuple):
+    """Residuals without checkpointing. Inputs as given, results in the internal layout."""
+
+    x: jnp.ndarray  # (n_x, m, T)
+    a0: jnp.ndarray  # (n_a, m)
+    params: dict
+    states: jnp.ndarray  # (T, m, n_a): a_1..a_T
+    y: jnp.ndarray  # (T, m, n_y)
+
+
+class _SegmentStarts(NamedTuple):
+    """Residuals with `checkpoint_every=k`: the state entering each k-step segment."""
+
+    x: jnp.ndarray  # (n_x, m, T)
+    a0: jnp.ndarray  # (n_a, m)
+    params: dict
+    segment_starts: jnp.ndarray  # (n_segments, m, n_a): a_0, a_k, a_2k, ...
+
+
 def _rnn_fwd(checkpoint_every, x, a0, params):
     # With symbolic zeros on, primals arrive wrapped (`.value`); cotangents of outputs the
     # caller does not use arrive as `SymbolicZero` and are skipped instead of materialised.
     x, a0, params = jax.tree_util.tree_map(lambda p: p.value, (x, a0, params), is_leaf=_is_primal)
     if checkpoint_every is None:
-        x, a0 = time_major(x), a0.T  # internal layout: (T, m, n_x), (m, n_a)
-        states, y = forward_states(x, a0, params)
-        return (seed_layout(states), seed_layout(y)), (x, a0, params, states, y)
+        states, y = forward_states(time_major(x), a0.T, params)
+        return (seed_layout(states), seed_layout(y)), _AllStates(x, a0, params, states, y)
     a, y, segment_starts = _segmented_forward(checkpoint_every, x, a0.T, params)
-    return (a, y), (x, a0.T, params, segment_starts)
+    return (a, y), _SegmentStarts(x, a0, params, segment_starts)
 
 
 def _rnn_bwd(checkpoint_every, residuals, cotangents):
     da, dy = (None if isinstance(c, SymbolicZero) else c for c in cotangents)
-    x, a0, params = residuals[:3]
-    no_gradient_from_later_steps = jnp.zeros(a0.shape, accumulation_dtype(x.dtype))
-    if checkpoint_every is None:
-        states, y = residuals[3:]
+    x, a0, params = residuals.x, residuals.a0, residuals.params
+    no_gradient_from_later_steps = jnp.zeros(a0.T.shape, accumulation_dtype(x.dtype))
+    if isinstance(residuals, _AllStates):
         da, dy = (None if c is None else time_major(c) for c in (da, dy))
-        grads, dx, da0 = sequence_backward(x, a0, states, y, da, dy, no_gradient_from_later_steps, params)
+        grads, dx, da0 = sequence_backward(
+            time_major(x), a0.T, residuals.states, residuals.y, da, dy, no_gradient_from_later_steps, params
+        )
         dx = seed_layout(dx)
     else:
         grads, dx, da0 = _segmented_backward(
-            checkpoint_every, x, residuals[3], da, dy, no_gradient_from_later_steps, params
+            checkpoint_every, x, residuals.segment_starts, da, dy, no_gradient_from_later_steps, params
         )
     return (
         dx.astype(x.dtype),
