@@ -55,16 +55,12 @@ def recurrent_backward(da, da_final, states, Waa):
     acc = da.dtype
     Waa = Waa.astype(acc)
 
-    # The scan overwrites da with dz as it goes (slot t holds dL/da_t until step t reads it,
-    # then dz_t): one buffer instead of two, and a faster loop than a separate scan output.
-    def step(carry, t):
-        da_from_future, buffer = carry
-        da_t = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
-        a_t = jax.lax.dynamic_index_in_dim(states, t, keepdims=False).astype(acc)
-        dz_t, da_prev = cell_backward_step(Waa, a_t, da_t + da_from_future)
-        return (da_prev, jax.lax.dynamic_update_index_in_dim(buffer, dz_t, t, 0)), None
+    def step(da_from_future, inputs):
+        da_t, a_t = inputs
+        dz_t, da_prev = cell_backward_step(Waa, a_t.astype(acc), da_t + da_from_future)
+        return da_prev, dz_t
 
-    (da_start, dz), _ = jax.lax.scan(step, (da_final.astype(acc), da), jnp.arange(da.shape[0]), reverse=True)
+    da_start, dz = jax.lax.scan(step, da_final.astype(acc), (da, states), reverse=True)
     return dz, da_start
 
 

@@ -55,24 +55,17 @@ def cell_step(Waa_T, ba_row, a_prev, projected_input):
 
 
 def hidden_states(x: jnp.ndarray, a0: jnp.ndarray, params) -> jnp.ndarray:
-    """Runs the recurrence over `x (T, m, n_x)` from `a0 (m, n_a)`; returns `a_1..a_T` as `(T, m, n_a)`.
-
-    The scan overwrites the projected inputs with the states as it goes (slot t holds
-    `x_t Wax^T` until step t reads it, then `a_t`): one `(T, m, n_a)` buffer instead of two,
-    and on the CPU a faster loop than stacking the states as a separate scan output.
-    """
-    buffer = project_inputs(x, params["Wax"])  # accumulation dtype
+    """Runs the recurrence over `x (T, m, n_x)` from `a0 (m, n_a)`; returns `a_1..a_T` as `(T, m, n_a)`."""
+    projected_inputs = project_inputs(x, params["Wax"])
     Waa_T = params["Waa"].T
-    ba_row = params["ba"].astype(buffer.dtype).T
+    ba_row = params["ba"].astype(projected_inputs.dtype).T
 
-    def step(carry, t):
-        a_prev, buffer = carry
-        projected_input = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+    def step(a_prev, projected_input):
         a_next = cell_step(Waa_T, ba_row, a_prev, projected_input)
-        return (a_next, jax.lax.dynamic_update_index_in_dim(buffer, a_next.astype(buffer.dtype), t, 0)), None
+        return a_next, a_next
 
-    (_, states), _ = jax.lax.scan(step, (a0, buffer), jnp.arange(x.shape[0]))
-    return states.astype(a0.dtype)
+    _, states = jax.lax.scan(step, a0, projected_inputs)
+    return states
 
 
 def output_logits(states: jnp.ndarray, Wya: jnp.ndarray, by: jnp.ndarray) -> jnp.ndarray:
