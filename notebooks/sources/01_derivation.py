@@ -46,9 +46,9 @@ def show(function):
 # $b_a\ (n_a)$, $b_y\ (n_y)$ are used at every step. A batch of $m$ examples puts $m$ such columns side by side:
 # `x` is `(n_x, m, T)`, `a0` is `(n_a, m)`, and `rnn` returns `a (n_a, m, T)` and `y (n_y, m, T)`.
 #
-# In the code, the input term $W_{ax} x_t + b_a$ is computed for all steps at once, before the loop; the loop
+# In the code, the input term $W_{ax} x_t$ is computed for all steps at once, before the loop; the loop
 # (`jax.lax.scan`, JAX's compiled for-loop: it calls `step(carry, x_t)` for each t and stacks the outputs) then
-# does only the recurrent product and the tanh. The code stores each step as an `(m, n)` block of *row*
+# does only the recurrent product, the bias and the tanh. The code stores each step as an `(m, n)` block of *row*
 # vectors (one row per example), so $W_{aa} a_{t-1}$ appears as the product of `a_prev` with $W_{aa}^\top$: the
 # same numbers, transposed. The comment next to each line gives the formula in the column-vector form used here.
 
