@@ -258,3 +258,23 @@ def test_checkpoint_segments_are_balanced(x64):
     assert "1000" not in str(jaxpr)
     hand = gradients(forward, x, a0, params, ca, cy)
     assert_trees_close(hand, gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy), 1e-12)
+
+
+@pytest.mark.parametrize("forward", [jaxrnn.rnn, jaxrnn.rnn_autodiff], ids=["rnn", "rnn_autodiff"])
+def test_no_scan_carries_a_whole_sequence(forward):
+    """Every loop of a gradient step carries per-step state only. A scan that carries a
+    (T, ...) buffer makes reverse mode through it copy that buffer at every step (quadratic
+    in T); this guards the layout of both the hand backward and the autodiff oracle."""
+    T = 37  # differs from every other size
+    x, a0, params = random_problem(jax.random.PRNGKey(32), 3, 5, 2, 4, T)
+    ca, cy = weights(jax.random.PRNGKey(33), x, a0, params)
+    loss = functools.partial(loss_fn, forward, ca=ca, cy=cy)
+    for fn in (
+        jax.grad(loss, argnums=(0, 1, 2)),
+        jax.grad(lambda *args: jnp.sum(jax.grad(loss, argnums=2)(*args)["Waa"] ** 2)),
+    ):
+        scans = [eqn for eqn in _equations(jax.make_jaxpr(fn)(x, a0, params).jaxpr) if eqn.primitive.name == "scan"]
+        assert scans
+        for eqn in scans:
+            carries = eqn.outvars[: eqn.params["num_carry"]]
+            assert all(T not in v.aval.shape for v in carries), [v.aval for v in carries]
