@@ -168,17 +168,21 @@ def test_training_runs_without_the_cli_extra(tmp_path, names, capsys, monkeypatc
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, names):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "jaxrnn", "train", "--data", names, "--lines", *TINY_FLAGS]
-    command += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "1000000"]
+    arguments = ["train", "--data", names, "--lines", *TINY_FLAGS]
+    arguments += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "1000000"]
     # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited
-    # "ignore"; restore the default so the child gets Ctrl-C as it would in a terminal.
+    # "ignore": the child installs Python's own handler first, so it gets Ctrl-C as it would
+    # in a terminal (no preexec_fn: forking a multithreaded JAX process is unsafe).
+    launcher = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from jaxrnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     process = subprocess.Popen(
-        command,
+        [sys.executable, "-c", launcher, *arguments],
         cwd=REPOSITORY,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     watchdog = threading.Timer(120, process.kill)  # a child that never prints the line cannot hang the test
     watchdog.start()
