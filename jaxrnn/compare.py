@@ -173,7 +173,7 @@ def compare(sizes, dtype=jnp.float32, repeats=20, seed=0, checkpoint_every=None)
     Returns:
       `{variant name: Measurement}`, `rnn` first.
     """
-    if jnp.dtype(dtype) == jnp.float64 and not jax.config.read("jax_enable_x64"):
+    if jax.dtypes.canonicalize_dtype(dtype) != jnp.dtype(dtype):  # float64 while 64-bit mode is off
         raise ValueError("compare: dtype=float64 needs 64-bit JAX; call it inside `with jax.enable_x64(True):`")
     inputs = random_inputs(seed, tuple(sizes), dtype)
     forwards = variants(checkpoint_every)
