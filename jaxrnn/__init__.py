@@ -1,28 +1,37 @@
 """jaxrnn: a vanilla RNN in JAX with its backward pass derived by hand.
 
-    a_t = tanh(Waa a_{t-1} + Wax x_t + ba),    y_t = softmax(Wya a_t + by)
+    a_t = f(Waa a_{t-1} + Wax x_t + ba),    y_t = softmax(Wya a_t + by),    f = tanh | relu
 
-`rnn` is the layer (a `jax.custom_vjp` whose backward is the hand derivation),
-`rnn_autodiff` the same forward left to `jax.grad`, and the seed's four functions
-(`rnn_cell_forward`, `rnn_forward`, `rnn_cell_backward`, `rnn_backward`) keep their
+`rnn` is the layer (a `jax.custom_vjp` whose backward is the hand derivation) with its
+options — `seq_lengths`, `reverse`, `nonlinearity`, `layout`, `checkpoint_every` — and
+`rnn_cross_entropy` the same layer with a fused softmax–cross-entropy head; `rnn_stack` runs
+stacked and bidirectional layers, `rnn_step` one step at a time. `rnn_autodiff` and
+`rnn_cross_entropy_autodiff` are the same forward left to `jax.grad`. The seed's four
+functions (`rnn_cell_forward`, `rnn_forward`, `rnn_cell_backward`, `rnn_backward`) keep their
 names, arguments and layouts: `x (n_x, m, T_x)`, `a (n_a, m, T_x)`, `y (n_y, m, T_x)`.
 """
 
-from jaxrnn.backward import rnn_backward, rnn_cell_backward
-from jaxrnn.batch_major import rnn_batch_major, rnn_cross_entropy_batch_major
-from jaxrnn.cross_entropy import rnn_cross_entropy, rnn_cross_entropy_autodiff
-from jaxrnn.diagnostics import GradientsThroughTime, gradients_through_time
-from jaxrnn.forward import Caches, rnn_autodiff, rnn_cell_forward, rnn_forward
-from jaxrnn.layer import rnn
-from jaxrnn.params import init_parameters
+from jaxrnn._diagnostics import GradientsThroughTime, gradients_through_time
+from jaxrnn._params import init_parameters, init_stack
+from jaxrnn._rnn import (
+    rnn,
+    rnn_autodiff,
+    rnn_batch_major,
+    rnn_cross_entropy,
+    rnn_cross_entropy_autodiff,
+    rnn_cross_entropy_batch_major,
+)
+from jaxrnn._seed import Caches, rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
+from jaxrnn._stack import rnn_stack, rnn_step
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Caches",
     "GradientsThroughTime",
     "gradients_through_time",
     "init_parameters",
+    "init_stack",
     "rnn",
     "rnn_autodiff",
     "rnn_backward",
@@ -33,4 +42,6 @@ __all__ = [
     "rnn_cross_entropy_autodiff",
     "rnn_cross_entropy_batch_major",
     "rnn_forward",
+    "rnn_stack",
+    "rnn_step",
 ]

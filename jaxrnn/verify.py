@@ -20,9 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.forward import rnn_autodiff
-from jaxrnn.layer import rnn
-from jaxrnn.params import init_parameters
+from jaxrnn import init_parameters, rnn, rnn_autodiff
 
 # Relative tolerances against jax.grad, per dtype; and for finite differences (float64).
 AUTODIFF_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}

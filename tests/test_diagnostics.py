@@ -7,7 +7,7 @@ import pytest
 from helpers import TOLERANCE, relative_error
 
 import jaxrnn
-from jaxrnn.diagnostics import gradients_through_time
+from jaxrnn import gradients_through_time
 
 
 def random_problem(seed, n_x, n_a, n_y, m, T_x, dtype):

@@ -23,9 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import rnn, rnn_autodiff
 from jaxrnn._measure import compiled_memory
-from jaxrnn.forward import rnn_autodiff
-from jaxrnn.layer import rnn
 
 
 class Sizes(NamedTuple):

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import rnn_cell_forward
 from jaxrnn.charlm.corpus import START, Vocabulary
 from jaxrnn.charlm.errors import CharLMError
-from jaxrnn.forward import rnn_cell_forward
 
 
 def generate(

@@ -21,14 +21,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from jaxrnn import init_parameters, rnn_cross_entropy, rnn_cross_entropy_autodiff
 from jaxrnn._measure import interleaved_timings
 from jaxrnn.charlm import parallel
 from jaxrnn.charlm.checkpoint import Checkpoint
 from jaxrnn.charlm.config import TrainConfig
 from jaxrnn.charlm.data import Chunk
 from jaxrnn.charlm.errors import CharLMError
-from jaxrnn.cross_entropy import rnn_cross_entropy, rnn_cross_entropy_autodiff
-from jaxrnn.params import init_parameters
 
 CROSS_ENTROPY = {"hand": rnn_cross_entropy, "autodiff": rnn_cross_entropy_autodiff}
 

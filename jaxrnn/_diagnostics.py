@@ -10,7 +10,7 @@ recurrence from later steps:
 Its norm as a function of t shows how far back in time a loss can move the hidden
 states: products of `Waa^T diag(1 - a_t²)` shrink it (vanishing gradients) or grow it
 (exploding gradients). Everything here is the hand-derived backward of
-`jaxrnn.backward`; no `jax.grad`.
+`jaxrnn._backward`; no `jax.grad`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import _validate
-from jaxrnn.backward import output_layer_backward, recurrent_backward
-from jaxrnn.forward import accumulation_dtype, rnn_forward, seed_layout, time_major
+from jaxrnn._backward import recurrent_backward, softmax_backward
+from jaxrnn._forward import accumulation_dtype
+from jaxrnn._layout import from_time_major, to_time_major
+from jaxrnn._seed import rnn_forward
 
 
 class GradientsThroughTime(NamedTuple):
@@ -65,11 +67,15 @@ def gradients_through_time(x, a0, parameters, da, dy) -> GradientsThroughTime:
     dy = _validate.matching_array(fn, "dy", dy, (sizes.n_y, sizes.m, sizes.T_x), x.dtype, "the output y (n_y, m, T_x)")
     acc = accumulation_dtype(x.dtype)
     _, y, caches = rnn_forward(x, a0, params)
-    states = caches.hidden_states  # a_1..a_T in the internal layout of `jaxrnn.forward`
-    _, da_through_output = output_layer_backward(time_major(dy), time_major(y), states, params)
+    states = caches.hidden_states  # a_1..a_T in the internal layout (T, m, n_a)
+    time_major = lambda v: to_time_major(v, "seed")
+    _, da_through_output = softmax_backward(time_major(dy), time_major(y), states, params)
     da_outside = time_major(da).astype(acc) + da_through_output  # (outside)_t + Wya^T do_t
-    dz, _ = recurrent_backward(da_outside, jnp.zeros(states.shape[1:], acc), states, params["Waa"])
-    dz, da_outside = seed_layout(dz), seed_layout(da_outside)  # (n_a, m, T)
+    no_gradient_after_the_end = jnp.zeros(states.shape[1:], acc)
+    dz, _ = recurrent_backward(
+        da_outside, no_gradient_after_the_end, states, params["Waa"], None, reverse=False, nonlinearity="tanh"
+    )
+    dz, da_outside = from_time_major(dz, "seed"), from_time_major(da_outside, "seed")  # (n_a, m, T)
     # Waa^T dz_{t+1} for t = 1..T-1, one product over all steps; nothing comes after a_T.
     from_later_steps = jnp.einsum("ba,bmt->amt", params["Waa"].astype(acc), dz[:, :, 1:])
     from_later_steps = jnp.concatenate([from_later_steps, jnp.zeros((*a0.shape, 1), acc)], axis=2)

@@ -1,0 +1,241 @@
+"""The public layer calls: `rnn` (the seed's layer, head optional) and `rnn_cross_entropy`
+(the fused softmax–cross-entropy head), each with its autodiff twin.
+
+Each call checks its inputs once, here, and hands them to `_layer.run_layer`.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from jaxrnn import _layout, _validate
+from jaxrnn._layer import Config, run_layer
+
+
+def rnn(
+    x: jax.Array,
+    a0: jax.Array | None,
+    parameters: dict,
+    *,
+    seq_lengths: jax.Array | None = None,
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+    layout: str = "seed",
+    checkpoint_every: int | None = None,
+    gradient: str = "hand",
+    return_final_state: bool = False,
+):
+    """The RNN layer, differentiated by the hand-derived backward.
+
+        a_t = f(Waa a_{t-1} + Wax x_t + ba),    y_t = softmax(Wya a_t + by)
+
+    Reverse mode (`jax.grad`, `jax.vjp`, grad-of-grad) runs the hand-written backward of
+    `jaxrnn._backward`. Forward mode (`jax.jvp`, `jax.jacfwd`) is not defined for a
+    `custom_vjp` function; use `rnn_autodiff` (or `gradient="autodiff"`) for it.
+
+    Args:
+      x: inputs: `(n_x, m, T_x)` in the seed layout, `(B, T, n_x)` batch-major,
+        `(T, B, n_x)` time-major (see `layout`).
+      a0: initial state: `(n_a, m)` in the seed layout, `(B, n_a)` otherwise; None: zeros.
+      parameters: dict with `Wax (n_a, n_x)`, `Waa (n_a, n_a)`, `ba (n_a, 1)` and, for the
+        softmax head, `Wya (n_y, n_a)`, `by (n_y, 1)`; all of the dtype of `x`.
+      seq_lengths: `(m,)` integers in `[0, T]`, or None (every sequence is full length).
+        Steps `t >= seq_lengths[i]` are padding: the state is frozen, `a` and `y` are zero
+        there, and padded inputs get zero gradient. Concrete lengths outside `[0, T]` raise;
+        traced ones (under `jit`) make that example's outputs and every gradient NaN.
+      reverse: read each sequence from its last valid step back to its first; outputs stay
+        in the original time order, padding at the end (Flax's `keep_order=True`).
+      nonlinearity: `"tanh"` (the seed) or `"relu"`.
+      layout: `"seed"`, `"batch_major"` or `"time_major"` (no transposes at all).
+      checkpoint_every: None to keep every state for the backward pass, or a static int k to
+        keep one per k steps (balanced segments) and recompute the rest.
+      gradient: `"hand"` (the derivation) or `"autodiff"` (the same forward left to JAX).
+      return_final_state: also return the state after each sequence's last valid step
+        (`a0` itself for length 0), with its gradient.
+
+    Returns:
+      `(a, y)`, or `(a, y, a_final)` with `return_final_state=True`: `a` `(n_a, m, T_x)` /
+      `(B, T, n_a)` / `(T, B, n_a)`, `y` likewise with `n_y` (None without a head),
+      `a_final` in the layout of `a0`.
+    """
+    return _call(
+        "rnn",
+        x,
+        a0,
+        parameters,
+        None,
+        seq_lengths=seq_lengths,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+        layout=layout,
+        checkpoint_every=checkpoint_every,
+        gradient=gradient,
+        return_final_state=return_final_state,
+    )
+
+
+def rnn_autodiff(
+    x: jax.Array,
+    a0: jax.Array | None,
+    parameters: dict,
+    *,
+    seq_lengths: jax.Array | None = None,
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+    layout: str = "seed",
+    return_final_state: bool = False,
+):
+    """`rnn` with no custom gradient: `jax.grad` differentiates the same forward.
+
+    The oracle the hand-derived backward is checked against, and the path for forward mode
+    (`jax.jvp`, `jax.jacfwd`, `jax.linearize`). Arguments and returns as in `rnn`.
+    """
+    return _call(
+        "rnn_autodiff",
+        x,
+        a0,
+        parameters,
+        None,
+        seq_lengths=seq_lengths,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+        layout=layout,
+        checkpoint_every=None,
+        gradient="autodiff",
+        return_final_state=return_final_state,
+    )
+
+
+def rnn_cross_entropy(
+    x: jax.Array,
+    a0: jax.Array | None,
+    parameters: dict,
+    labels: jax.Array,
+    *,
+    seq_lengths: jax.Array | None = None,
+    ignore_index: int | None = None,
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+    layout: str = "seed",
+    checkpoint_every: int | None = None,
+    gradient: str = "hand",
+    return_final_state: bool = False,
+):
+    """Per-token cross-entropy of the RNN's predictions, with the hand-derived backward.
+
+        loss_t = c_t · (logsumexp(o_t) − o_t[label_t]),    o_t = Wya a_t + by
+
+    computed from log-softmax (huge logits never give `log(0)`); its backward is
+    `dL/do_t = g_t c_t ⊙ (softmax(o_t) − onehot(label_t))` followed by the core backward.
+    No `(T, m, n_y)` array is kept between the passes.
+
+    Args:
+      x, a0, seq_lengths, reverse, nonlinearity, layout, checkpoint_every, gradient,
+        return_final_state: as in `rnn`.
+      parameters: all five keys (the head's `Wya`, `by` included).
+      labels: integer class indices in `[0, n_y)`: `(m, T_x)` in the seed layout, `(B, T)`
+        batch-major, `(T, B)` time-major.
+      ignore_index: a label value whose tokens have no loss (e.g. PyTorch's `-100`), or None.
+
+    A token counts (`c_t = 1`) when its step is valid (inside `seq_lengths`) and its label is
+    not `ignore_index`; other tokens have loss 0 and no gradient, whatever their label. A
+    counted label outside `[0, n_y)` makes its loss and every gradient it reaches NaN.
+
+    Returns:
+      `(losses, a)` or `(losses, a, a_final)`: losses `(m, T_x)` / `(B, T)` / `(T, B)` in
+      the dtype of `x`; `a` and `a_final` as in `rnn`.
+    """
+    return _call(
+        "rnn_cross_entropy",
+        x,
+        a0,
+        parameters,
+        labels,
+        seq_lengths=seq_lengths,
+        ignore_index=ignore_index,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+        layout=layout,
+        checkpoint_every=checkpoint_every,
+        gradient=gradient,
+        return_final_state=return_final_state,
+    )
+
+
+def rnn_cross_entropy_autodiff(
+    x: jax.Array,
+    a0: jax.Array | None,
+    parameters: dict,
+    labels: jax.Array,
+    *,
+    seq_lengths: jax.Array | None = None,
+    ignore_index: int | None = None,
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+    layout: str = "seed",
+    return_final_state: bool = False,
+):
+    """`rnn_cross_entropy` with no custom gradient (the oracle, and forward mode)."""
+    return _call(
+        "rnn_cross_entropy_autodiff",
+        x,
+        a0,
+        parameters,
+        labels,
+        seq_lengths=seq_lengths,
+        ignore_index=ignore_index,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+        layout=layout,
+        checkpoint_every=None,
+        gradient="autodiff",
+        return_final_state=return_final_state,
+    )
+
+
+def rnn_batch_major(x, a0, parameters, **options):
+    """`rnn(..., layout="batch_major")`: `x (B, T, n_x)`, `a0 (B, n_a)` -> `(a (B, T, n_a), y (B, T, n_y))`."""
+    return _call("rnn_batch_major", x, a0, parameters, None, **_batch_major(options))
+
+
+def rnn_cross_entropy_batch_major(x, a0, parameters, labels, **options):
+    """`rnn_cross_entropy(..., layout="batch_major")`: labels `(B, T)` -> `(losses (B, T), a (B, T, n_a))`."""
+    return _call("rnn_cross_entropy_batch_major", x, a0, parameters, labels, **_batch_major(options))
+
+
+def _batch_major(options):
+    options = {"seq_lengths": None, "reverse": False, "nonlinearity": "tanh", "checkpoint_every": None, **options}
+    return {"layout": "batch_major", "gradient": "hand", "return_final_state": False, **options}
+
+
+def balanced_segment_length(k: int | None, T: int) -> int | None:
+    """The same number of segments as `k` gives, lengths balanced: padding stays under one step
+    per segment (k = 1000 on T = 5 runs one 5-step segment, not a 1000-step one)."""
+    if k is None:
+        return None
+    n_segments = -(-T // k)
+    return -(-T // n_segments)
+
+
+def _call(fn, x, a0, parameters, labels, *, layout, ignore_index=None, **options):
+    seq_lengths = options.pop("seq_lengths")
+    reverse, nonlinearity, every, gradient, return_final_state = _validate.layer_options(fn, **options)
+    head = "required" if labels is not None else "optional"
+    checked = _validate.layer_inputs(fn, x, a0, parameters, seq_lengths, layout, head=head)
+    T = checked.sizes.T_x
+    if labels is not None:
+        ignore_index = _validate.ignore_index(fn, ignore_index)
+        labels = _layout.labels_to_time_major(_validate.integer_labels(fn, labels, checked.sizes, layout), layout)
+        head = "cross_entropy"
+    else:
+        head = None if checked.sizes.n_y is None else "softmax"
+    lengths, poison = _validate.guard_lengths(checked.lengths, T)
+    a0 = checked.a0 if poison is None else checked.a0 + poison.astype(checked.a0.dtype)
+    config = Config(layout, reverse, nonlinearity, balanced_segment_length(every, T), head, ignore_index)
+    a, head_output, final = run_layer(config, checked.x, a0, checked.params, lengths, labels, gradient)
+    final = _layout.state_from_rows(final, layout)
+    if head == "cross_entropy":
+        outputs = (_layout.losses_from_time_major(head_output, layout), a)
+    else:
+        outputs = (a, head_output)
+    return (*outputs, final) if return_final_state else outputs
