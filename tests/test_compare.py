@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxrnn._jaxpr
 from jaxrnn import cli
 from jaxrnn.compare import (
     AUTODIFF,
@@ -28,11 +29,11 @@ CHECKPOINT_EVERY = 4
 
 def test_count_equations_on_a_known_jaxpr():
     def f(c, xs, ms):
-        c, _ = jax.lax.scan(lambda c, x: (jnp.tanh(c * x), None), c, xs)  # body: mul, tanh
-        inner = jax.jit(lambda m, c: m @ c)  # a nested jit: its dot_general is in the reverse scan's body
+        c, _ = jax.lax.scan(lambda c, x: (jax.lax.tanh(jax.lax.mul(c, x)), None), c, xs)  # body: mul, tanh
+        inner = jax.jit(lambda m, c: jax.lax.dot(m, c))  # a nested jit: its dot_general is in the reverse scan's body
 
         def back(c, m):
-            d, _ = jax.lax.scan(lambda d, x: (d + x, None), c, xs)  # nested forward scan: add
+            d, _ = jax.lax.scan(lambda d, x: (jax.lax.add(d, x), None), c, xs)  # nested forward scan: add
             return inner(m, d), None
 
         c, _ = jax.lax.scan(back, c, ms, reverse=True)  # body: scan, jit
@@ -44,6 +45,13 @@ def test_count_equations_on_a_known_jaxpr():
     assert counts.backward_scan == 2 + 1  # scan, jit; dot_general inside the jit
     assert counts.backward_scan_products == 1
     assert counts.total == 3 + 2 + 2 + 1 + 1  # top level (scan, scan, reduce_sum) + bodies
+
+
+def test_compare_refuses_a_jaxpr_in_which_it_finds_no_scans(monkeypatch):
+    """A JAX release that renamed the scan primitive must not produce a table of zeros."""
+    monkeypatch.setattr(jaxrnn._jaxpr, "is_scan", lambda eqn: False)
+    with pytest.raises(RuntimeError, match=rf"no forward or no backward scan .* under jax {jax.__version__}"):
+        compare(SIZES, jnp.float32, repeats=1)
 
 
 def _jax_listing(forward, x, a0, params, ca, cy):
@@ -85,7 +93,9 @@ def test_numbers_are_consistent(device):
       its cotangent bookkeeping. So its body has more equations and more products.
     - Without recomputation, reverse mode must keep all T hidden states (n_a·m each); the
       hand rule keeps those plus what its derivation names, no more than jax.grad keeps.
-    - With checkpointing, only one state per segment is kept: fewer bytes than without.
+    - With checkpointing, only one state per segment is kept: fewer bytes than without, and
+      less compiled temp memory; the hand rule's temp memory is below autodiff's (the claim of
+      the README; at these sizes the margins are 20% and more).
     """
     n_x, n_a, n_y, m, T_x = SIZES
     results = compare(SIZES, jnp.float32, repeats=2, checkpoint_every=CHECKPOINT_EVERY)
@@ -94,7 +104,6 @@ def test_numbers_are_consistent(device):
     assert list(results) == [HAND, AUTODIFF, f"rnn, checkpoint_every={CHECKPOINT_EVERY}"]
     for result in results.values():
         assert min(result.equations) > 0
-        assert result.temp_bytes >= 0
         assert len(result.step_time.samples) == 2 and result.step_time.median > 0
     assert hand.equations.backward_scan < auto.equations.backward_scan
     assert hand.equations.backward_scan_products < auto.equations.backward_scan_products
@@ -102,6 +111,7 @@ def test_numbers_are_consistent(device):
     assert auto.residuals.computed_bytes >= states_bytes
     assert states_bytes <= hand.residuals.computed_bytes <= auto.residuals.computed_bytes
     assert checkpointed.residuals.computed_bytes < hand.residuals.computed_bytes
+    assert 0 < checkpointed.temp_bytes < hand.temp_bytes < auto.temp_bytes
 
 
 def test_float64_needs_x64():

@@ -23,10 +23,9 @@ import jax
 import jax.ad_checkpoint
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
-from jax.extend.core import jaxprs_in_params
 
 import jaxrnn
-from jaxrnn import compare
+from jaxrnn import _jaxpr, compare
 from jaxrnn._measure import compiled_memory, interleaved_timings
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
@@ -44,22 +43,16 @@ HAND, AUTODIFF = compare.HAND, compare.AUTODIFF
 # The gradient step is `jax.value_and_grad` of $L = \sum c_a \odot a + \sum c_y \odot y$ with respect to
 # `x`, `a0` and the parameters (see `jaxrnn.compare.gradient_step`). `jax.make_jaxpr` traces it into a *jaxpr*,
 # JAX's intermediate program: a list of equations, one primitive operation each, in which a loop (`scan`) holds
-# its body as a nested jaxpr. This is what XLA compiles.
+# its body as a nested jaxpr. This is what XLA compiles. (How a jaxpr stores its nested jaxprs changes between
+# JAX releases; `jaxrnn._jaxpr` reads them the same way under each, and `_jaxpr.all_equations` lists every
+# equation, those of nested jaxprs included, each once.)
 
 # %%
 steps = {name: compare.gradient_step(forward) for name, forward in variants.items()}
 jaxprs = {name: jax.make_jaxpr(step)(*inputs) for name, step in steps.items()}
-
-
-def all_equations(jaxpr):
-    """Every equation of a jaxpr and of the jaxprs nested in it (scan bodies, ...), each once."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for sub in jaxprs_in_params(eqn.params):
-            yield from all_equations(sub)
-
-
-primitives = {name: collections.Counter(e.primitive.name for e in all_equations(j.jaxpr)) for name, j in jaxprs.items()}
+primitives = {
+    name: collections.Counter(e.primitive.name for e in _jaxpr.all_equations(j)) for name, j in jaxprs.items()
+}
 names = sorted(set().union(*primitives.values()), key=lambda p: -primitives[AUTODIFF][p] - primitives[HAND][p])
 print(f"{'primitive':<20}{'rnn (hand VJP)':>16}{'rnn_autodiff':>14}")
 for p in names:
@@ -74,20 +67,6 @@ print(f"{'total':<20}{sum(primitives[HAND].values()):>16}{sum(primitives[AUTODIF
 
 
 # %%
-def describe(eqn):
-    """`f32[16,64] = tanh f32[16,64]`: an equation with its operand types, in one line."""
-    show = lambda v: v.aval.str_short(short_dtypes=True) if hasattr(v, "aval") else str(v)
-    return f"{', '.join(map(show, eqn.outvars))} = {eqn.primitive.name} {' '.join(map(show, eqn.invars))}"
-
-
-def scan_bodies(jaxpr, reverse):
-    return [
-        e.params["jaxpr"].jaxpr
-        for e in all_equations(jaxpr.jaxpr)
-        if e.primitive.name == "scan" and e.params["reverse"] == reverse
-    ]
-
-
 def side_by_side(title, left, right, width=58):
     print(f"{title}\n{HAND:<{width}}{AUTODIFF}\n{'-' * (2 * width)}")
     for i in range(max(len(left), len(right))):
@@ -96,8 +75,9 @@ def side_by_side(title, left, right, width=58):
 
 
 for reverse, title in ((False, "forward scan body (runs T times)"), (True, "backward scan body (runs T times)")):
-    bodies = {name: scan_bodies(j, reverse) for name, j in jaxprs.items()}
-    side_by_side(title, *([describe(e) for body in bodies[name] for e in body.eqns] for name in (HAND, AUTODIFF)))
+    bodies = {name: _jaxpr.scan_bodies(j, reverse) for name, j in jaxprs.items()}
+    lines = {name: [_jaxpr.describe(e) for body in bodies[name] for e in _jaxpr.equations_of(body)] for name in bodies}
+    side_by_side(title, lines[HAND], lines[AUTODIFF])
 
 # %% [markdown]
 # Read the two backward bodies line by line:
