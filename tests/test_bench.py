@@ -12,14 +12,35 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TOLERANCE, assert_trees_close
 
 import jaxrnn.cli
 from jaxrnn.bench import variants
 
 
-def test_every_variant_computes_the_same_loss_and_gradient_step():
+def seed_layout_gradients(variant):
+    """`(dx, da0, dparameters)` of one variant's step, in the seed layout (Flax's: batch-major, `(in, out)` kernels)."""
+    _, gradients = variant.step()
+    if variant.name != "flax":
+        return gradients
+    dvariables, dx, dh0 = gradients
+    cell, dense = dvariables["params"]["SimpleCell_0"], dvariables["params"]["Dense_0"]
+    dparams = {
+        "Wax": cell["i"]["kernel"].T,
+        "Waa": cell["h"]["kernel"].T,
+        "Wya": dense["kernel"].T,
+        "ba": cell["i"]["bias"][:, None],
+        "by": dense["bias"][:, None],
+    }
+    return jnp.transpose(dx, (2, 0, 1)), dh0.T, dparams
+
+
+def test_variants_agree_on_the_loss_and_the_jax_variants_on_the_gradients():
+    """Every variant takes the same step: the same loss, and (JAX and Flax) the same gradients with respect to
+    `x`, `a0` and every parameter. PyTorch's step is compared by its loss only: its gradients stay on its tensors."""
     sizes = variants.Sizes(3, 5, 4, 2, 6)
     built, skipped = variants.build_variants(
         ["hand", "hand-ckpt", "autodiff", "seed-scan", "flax", "torch"], sizes, np.float32, jax.devices()[0], 4, "cpu"
@@ -27,8 +48,11 @@ def test_every_variant_computes_the_same_loss_and_gradient_step():
     losses = {v.name: v.loss for v in built}
     assert {"hand", "hand-ckpt", "autodiff", "seed-scan"} <= set(losses), skipped
     np.testing.assert_allclose(list(losses.values()), losses["hand"], rtol=1e-5)
-    for v in built:
-        v.step()  # runs
+    gradients = {v.name: seed_layout_gradients(v) for v in built if v.name != "torch"}
+    reference = {name: gradients["autodiff"] for name in gradients}  # an error names the variant and the leaf
+    assert_trees_close(gradients, reference, TOLERANCE[jnp.float32])
+    if "torch" in losses:
+        next(v for v in built if v.name == "torch").step()  # runs
 
 
 def test_seed_scan_equals_the_library_forward():

@@ -4,7 +4,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from helpers import TOLERANCE, assert_trees_close, random_problem
 
 import jaxrnn
@@ -29,26 +28,29 @@ def test_vmap_over_a_batch_of_sequences(device):
     a0s = jnp.stack([a0, -a0, a0 / 2])
     grad = jax.grad(functools.partial(sequence_loss, jaxrnn.rnn), argnums=(0, 1, 2))
     batched = jax.vmap(grad, in_axes=(0, 0, None))(xs, a0s, params)
-    looped = [grad(xs[i], a0s[i], params) for i in range(3)]
+    one_grad = jax.jit(grad)  # compiled once for the loop's three calls
+    looped = [one_grad(xs[i], a0s[i], params) for i in range(3)]
     stacked = jax.tree_util.tree_map(lambda *g: jnp.stack(g), *looped)
     assert_trees_close(batched, stacked, TOLERANCE[jnp.float32])
     outputs = jax.vmap(jaxrnn.rnn, in_axes=(0, 0, None))(xs, a0s, params)
     assert_trees_close(
         outputs,
         jax.tree_util.tree_map(lambda *o: jnp.stack(o), *[jaxrnn.rnn(xs[i], a0s[i], params) for i in range(3)]),
-        1e-6,
+        TOLERANCE[jnp.float32],
     )
 
 
 def test_vmap_over_stacked_parameters_gives_per_example_gradients(device):
     x, a0, _ = random_problem(jax.random.PRNGKey(2))
-    stacked = jax.vmap(lambda k: random_problem(k)[2])(jax.random.split(jax.random.PRNGKey(3), 4))
+    models = [random_problem(key)[2] for key in jax.random.split(jax.random.PRNGKey(3), 4)]
+    stacked = jax.tree_util.tree_map(lambda *p: jnp.stack(p), *models)
     grad_params = jax.grad(lambda p: sequence_loss(jaxrnn.rnn, x, a0, p))
     per_model = jax.jit(jax.vmap(grad_params))(stacked)
-    for i in range(4):
-        one = jax.tree_util.tree_map(lambda v, i=i: v[i], stacked)
-        want = jax.grad(lambda p: sequence_loss(jaxrnn.rnn_autodiff, x, a0, p))(one)
-        assert_trees_close(jax.tree_util.tree_map(lambda v, i=i: v[i], per_model), want, TOLERANCE[jnp.float32])
+    reference = jax.jit(jax.grad(lambda p: sequence_loss(jaxrnn.rnn_autodiff, x, a0, p)))  # compiled once
+    for i, one in enumerate(models):
+        assert_trees_close(
+            jax.tree_util.tree_map(lambda v, i=i: v[i], per_model), reference(one), TOLERANCE[jnp.float32]
+        )
 
 
 def test_checkpoint_around_the_loss(device):
@@ -61,14 +63,24 @@ def test_checkpoint_around_the_loss(device):
 
 
 def test_layer_inside_scan_of_chunks_matches_one_call(device):
-    """Truncated-BPTT style: chaining two calls through the final state equals one long call."""
+    """Truncated-BPTT style: `rnn` on 4 chunks inside `jax.lax.scan`, each chunk starting from the final state of
+    the one before (its gradient flowing back through the carry), equals one call over the whole sequence: values,
+    and gradients against `jax.grad` of `rnn_autodiff` over the whole sequence."""
     x, a0, params = random_problem(jax.random.PRNGKey(5), T_x=8)
+    chunks = 4
 
-    def chained(x, a0, params):
-        a_first, y_first = jaxrnn.rnn(x[:, :, :4], a0, params)
-        a_second, y_second = jaxrnn.rnn(x[:, :, 4:], a_first[:, :, -1], params)
-        return jnp.concatenate([a_first, a_second], -1), jnp.concatenate([y_first, y_second], -1)
+    def chunked(x, a0, params):
+        n_x, m, T_x = x.shape
+        xs = jnp.moveaxis(x.reshape(n_x, m, chunks, T_x // chunks), 2, 0)  # (chunks, n_x, m, T_x / chunks)
 
-    grad = lambda f: jax.grad(functools.partial(sequence_loss, f), argnums=(0, 1, 2))(x, a0, params)
-    assert_trees_close(grad(chained), grad(jaxrnn.rnn_autodiff), TOLERANCE[jnp.float32])
-    np.testing.assert_allclose(chained(x, a0, params)[0], jaxrnn.rnn(x, a0, params)[0], rtol=1e-6, atol=1e-6)
+        def step(a_prev, x_chunk):
+            a, y = jaxrnn.rnn(x_chunk, a_prev, params)
+            return a[:, :, -1], (a, y)
+
+        _, (a, y) = jax.lax.scan(step, a0, xs)
+        joined = lambda v: jnp.moveaxis(v, 0, 2).reshape(v.shape[1], m, T_x)  # (chunks, n, m, k) -> (n, m, T_x)
+        return joined(a), joined(y)
+
+    assert_trees_close(jax.jit(chunked)(x, a0, params), jax.jit(jaxrnn.rnn)(x, a0, params), TOLERANCE[jnp.float32])
+    grad = lambda f: jax.jit(jax.grad(functools.partial(sequence_loss, f), argnums=(0, 1, 2)))(x, a0, params)
+    assert_trees_close(grad(chunked), grad(jaxrnn.rnn_autodiff), TOLERANCE[jnp.float32])
