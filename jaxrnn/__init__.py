@@ -12,6 +12,7 @@ names, arguments and layouts: `x (n_x, m, T_x)`, `a (n_a, m, T_x)`, `y (n_y, m, 
 """
 
 from jaxrnn._diagnostics import GradientsThroughTime, gradients_through_time
+from jaxrnn._flax import from_flax, to_flax
 from jaxrnn._params import init_parameters, init_stack
 from jaxrnn._rnn import (
     rnn,
@@ -23,12 +24,16 @@ from jaxrnn._rnn import (
 )
 from jaxrnn._seed import Caches, rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 from jaxrnn._stack import rnn_stack, rnn_step
+from jaxrnn._torch import from_torch, from_torch_hidden, to_torch, to_torch_hidden
 
 __version__ = "0.2.0"
 
 __all__ = [
     "Caches",
     "GradientsThroughTime",
+    "from_flax",
+    "from_torch",
+    "from_torch_hidden",
     "gradients_through_time",
     "init_parameters",
     "init_stack",
@@ -44,4 +49,7 @@ __all__ = [
     "rnn_forward",
     "rnn_stack",
     "rnn_step",
+    "to_flax",
+    "to_torch",
+    "to_torch_hidden",
 ]

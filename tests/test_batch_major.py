@@ -132,7 +132,12 @@ BAD_INPUTS = [
     ),
     ("x", np.zeros((B, 0, N_X), np.float32), ValueError, r"x.shape=\(4, 0, 3\) has T=0 time steps"),
     ("x", np.zeros((B, T, N_X), np.int32), TypeError, r"x.dtype=int32 is not a floating dtype"),
-    ("a0", np.zeros((N_A, B), np.float32), ValueError, r"a0.shape=\(5, 4\) does not fit B=4 from x and n_a=5"),
+    (
+        "a0",
+        np.zeros((N_A, B), np.float32),
+        ValueError,
+        r"a0.shape=\(5, 4\) does not fit n_a=5 from parameters\[.Waa.\] and B=4 from x",
+    ),
     ("a0", np.zeros(N_A, np.float32), ValueError, r"a0.shape=\(5,\) has rank 1; expected rank 2, \(B, n_a\)"),
     ("a0", np.zeros((B, N_A), np.float64), TypeError, r"a0.dtype=float64 differs from x.dtype=float32"),
 ]

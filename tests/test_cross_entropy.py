@@ -164,6 +164,41 @@ def test_out_of_range_labels_give_nan_loudly(x64):
         assert bool(jnp.all(jnp.isnan(dx[:, 1, :3]))) and bool(jnp.all(jnp.isfinite(dx[:, 0])))  # sequence 0 is clean
 
 
+@pytest.mark.parametrize("checkpoint_every", [None, 4])
+def test_padding_and_ignored_labels_contribute_nothing(x64, checkpoint_every):
+    """Labels PyTorch-style padded with -100 past each length, and some counted tokens marked
+    -100 too: those tokens have loss 0 and no gradient, exactly as if their loss weight were 0
+    with a valid label; an invalid label on a counted token still gives NaN, loudly."""
+    x, a0, params, labels, loss_weights, ca = problem(jax.random.PRNGKey(8), jnp.float64)
+    lengths = jnp.array([6, 0, 3, 5])
+    padded = jnp.arange(T_X)[None, :] >= lengths[:, None]
+    ignored = jnp.zeros((M, T_X), bool).at[0, 1].set(True).at[3, 4].set(True)
+    pytorch_labels = jnp.where(padded | ignored, -100, labels)
+    options = {"seq_lengths": lengths, "ignore_index": -100, "checkpoint_every": checkpoint_every}
+
+    def loss(head, weights, labels, **options):
+        def of(x, a0, params):
+            losses, a = head(x, a0, params, labels, **options)
+            return jnp.sum(weights * losses) + jnp.sum(ca * a), losses
+
+        return jax.jit(jax.value_and_grad(of, argnums=(0, 1, 2), has_aux=True))(x, a0, params)
+
+    (value, losses), grads = loss(HAND, loss_weights, pytorch_labels, **options)
+    assert bool(jnp.all(losses[padded | ignored] == 0)) and bool(jnp.all(losses[~(padded | ignored)] > 0))
+    # The same tokens dropped by zero loss weights, on valid labels: the same value and gradients.
+    dropped = jnp.where(padded | ignored, 0.0, loss_weights)
+    no_ignore = dict(options, ignore_index=None)
+    (value_dropped, _), grads_dropped = loss(HAND, dropped, labels, **no_ignore)
+    np.testing.assert_allclose(value, value_dropped, rtol=1e-13)
+    assert_trees_close(grads, grads_dropped, 1e-12)
+    auto_options = {k: v for k, v in options.items() if k != "checkpoint_every"}
+    assert_trees_close(grads, loss(AUTO, loss_weights, pytorch_labels, **auto_options)[1], 1e-12)
+    # A genuinely invalid label on a counted token is still loud.
+    (_, losses), grads = loss(HAND, loss_weights, pytorch_labels.at[2, 1].set(N_Y), **options)
+    assert bool(jnp.isnan(losses[2, 1])) and int(jnp.isnan(losses).sum()) == 1
+    assert all(bool(jnp.isnan(g).any()) for g in jax.tree_util.tree_leaves(grads[2]))
+
+
 def zeros_problem():
     """Valid inputs of the shared sizes, as numpy arrays (checks fire before any computation)."""
     shapes = {"Wax": (N_A, N_X), "Waa": (N_A, N_A), "Wya": (N_Y, N_A), "ba": (N_A, 1), "by": (N_Y, 1)}

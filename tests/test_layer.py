@@ -127,6 +127,11 @@ def test_layouts_equal_the_seed_layout_and_autodiff_float32(device, layout, reve
     assert_trees_close(grads, results["autodiff"][1], TOLERANCE[jnp.float32])
 
 
+def one_example(v, i, length):
+    """Example i of a seed-layout sequence `(n, m, T)` cut to its length, or of a state `(n, m)`."""
+    return v[:, i : i + 1, :length] if v.ndim == 3 else v[:, i : i + 1]
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("checkpoint_every", [None, 3])
 @pytest.mark.parametrize("head", ["softmax", "cross_entropy"])
@@ -142,7 +147,7 @@ def test_padded_batch_equals_each_sequence_alone(x64, reverse, checkpoint_every,
         if length == 0:  # nothing runs: the loss sees a0 itself as the final state
             alone_value += jnp.sum(weights["final"][:, i] * a0[:, i])
             continue
-        example = lambda v: v[:, i : i + 1, :length] if v.ndim == 3 else v[:, i : i + 1]
+        example = functools.partial(one_example, i=i, length=length)
         example_weights = {
             k: (v[i : i + 1, :length] if v.ndim == 2 and k == "head" else example(v)) for k, v in weights.items()
         }

@@ -133,3 +133,136 @@ def test_good_input_in_other_containers_is_accepted():
     ):
         for u, v in zip(got, expected):
             np.testing.assert_array_equal(u, v)
+
+
+# The layer's options: static facts, checked at trace time with the function's name.
+
+OPTION_ERRORS = [
+    ({"layout": "nhwc"}, ValueError, "rnn: layout='nhwc' is not one of ['seed', 'batch_major', 'time_major']"),
+    ({"nonlinearity": "gelu"}, ValueError, "rnn: nonlinearity='gelu' is not one of ['tanh', 'relu']"),
+    ({"gradient": "numeric"}, ValueError, "rnn: gradient='numeric' is not one of ['hand', 'autodiff']"),
+    ({"reverse": 1}, TypeError, "rnn: reverse must be a Python bool (a static option); received int"),
+    ({"return_final_state": "yes"}, TypeError, "rnn: return_final_state must be a Python bool"),
+    (
+        {"gradient": "autodiff", "checkpoint_every": 4},
+        ValueError,
+        "rnn: checkpoint_every=4 applies to the hand-derived backward (gradient='hand')",
+    ),
+    (
+        {"seq_lengths": jnp.full((10,), 3.0)},
+        TypeError,
+        "rnn: seq_lengths.dtype=float32 is not an integer dtype; expected integer lengths (m,) in [0, T_x]",
+    ),
+    ({"seq_lengths": jnp.full((9,), 3)}, ValueError, "rnn: seq_lengths.shape=(9,) does not fit m=10 from x"),
+    ({"seq_lengths": jnp.full((10, 1), 3)}, ValueError, "rnn: seq_lengths.shape=(10, 1) has rank 2; expected rank 1"),
+    ({"seq_lengths": jnp.arange(10) - 1}, ValueError, "rnn: seq_lengths[0]=-1 is outside [0, T_x=7]"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(OPTION_ERRORS)))
+def test_bad_options_name_the_option(case):
+    options, error, message = OPTION_ERRORS[case]
+    with pytest.raises(error, match="^" + re.escape(message)):
+        jaxrnn.rnn(x, a0, params, **options)
+
+
+def test_traced_static_options_say_how_to_pass_them():
+    for name, value in (("checkpoint_every", 4), ("reverse", True)):
+        with pytest.raises(TypeError, match=rf"rnn: {name} .*static_argnames=\('{name}',\)"):
+            jax.jit(lambda v, name=name: jaxrnn.rnn(x, a0, params, **{name: v}))(value)
+    # Passed statically, both work under jit.
+    every = jax.jit(lambda x: jaxrnn.rnn(x, a0, params, checkpoint_every=4))(x)
+    np.testing.assert_allclose(every[0], jaxrnn.rnn(x, a0, params)[0], rtol=1e-6)
+
+
+def test_labels_and_ignore_index_errors_name_the_head():
+    labels = jnp.zeros((10, 7), jnp.int32)
+    with pytest.raises(TypeError, match=r"^rnn_cross_entropy: ignore_index must be None or a static Python int"):
+        jaxrnn.rnn_cross_entropy(x, a0, params, labels, ignore_index=jnp.int32(-100))
+    with pytest.raises(ValueError, match=r"^rnn_cross_entropy: parameters must have exactly the keys"):
+        jaxrnn.rnn_cross_entropy(x, a0, {k: params[k] for k in ("Wax", "Waa", "ba")}, labels)
+    with pytest.raises(
+        ValueError, match=re.escape("labels.shape=(10, 7) does not fit B=10 and T=7 from x; expected (7, 10)")
+    ):
+        jaxrnn.rnn_cross_entropy(jnp.transpose(x, (2, 1, 0)), a0.T, params, labels, layout="time_major")
+
+
+def test_layouts_name_their_axes():
+    time_major = jnp.transpose(x, (2, 1, 0))
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "rnn: a0.shape=(5, 10) does not fit n_a=5 from parameters['Waa'] and B=10 from x; expected (10, 5)"
+        ),
+    ):
+        jaxrnn.rnn(time_major, a0, params, layout="time_major")
+    with pytest.raises(ValueError, match=re.escape("x.shape=(7, 10, 3) (T, B, n_x); expected (n_a, n_x) = (5, 3)")):
+        jaxrnn.rnn(time_major, a0.T, dict(params, Wax=jnp.zeros((5, 4))), layout="time_major")
+
+
+# Stacks: every layer and direction is named.
+
+LAYERS = jaxrnn.init_stack(jax.random.PRNGKey(1), 3, 5, num_layers=2, bidirectional=True)
+
+
+def with_layer(l, directions, **changes):
+    layers = [tuple(dict(p) for p in layer) for layer in LAYERS]
+    for d in directions:
+        layers[l][d].update(changes)
+    return layers
+
+
+STACK_ERRORS = [
+    (
+        with_layer(1, (0, 1), Wax=jnp.zeros((5, 5))),
+        None,
+        ValueError,
+        "rnn_stack: layers[1][0]['Wax'].shape=(5, 5) does not fit the output of layers[0] (2 × n_a = 10, "
+        "bidirectional); expected (5, 10)",
+    ),
+    (
+        with_layer(0, (1,), Wax=jnp.zeros((6, 3)), Waa=jnp.zeros((6, 6)), ba=jnp.zeros((6, 1))),
+        None,
+        ValueError,
+        "rnn_stack: layers[0][1]['Wax'].shape=(6, 3) differs from layers[0][0]['Wax'].shape=(5, 3); both "
+        "directions of a bidirectional layer must have the same sizes",
+    ),
+    (
+        with_layer(0, (0,), Wya=jnp.zeros((2, 5)), by=jnp.zeros((2, 1))),
+        None,
+        ValueError,
+        "rnn_stack: layers[0][0] must have exactly the keys ['Wax', 'Waa', 'ba']; missing [], unexpected ['Wya', 'by'] "
+        "(only a unidirectional top layer may carry an output head)",
+    ),
+    (
+        with_layer(1, (1,), Waa=jnp.zeros((5, 4))),
+        None,
+        ValueError,
+        "rnn_stack: layers[1][1]['Waa'].shape=(5, 4) does not fit",
+    ),
+    (LAYERS, [jnp.zeros((5, 10))] * 2, TypeError, "rnn_stack: a0[0] must be a pair (forward, reverse) of states"),
+    (LAYERS, [(jnp.zeros((5, 10)),) * 2], TypeError, "rnn_stack: a0 must be None or a list of 2 initial states"),
+    (
+        LAYERS,
+        [(jnp.zeros((5, 10)),) * 2, (jnp.zeros((5, 10)), jnp.zeros((4, 10)))],
+        ValueError,
+        "rnn_stack: a0[1][1].shape=(4, 10) does not fit n_a=5 from layers[1] and m=10 from x; expected (5, 10)",
+    ),
+    ([], None, TypeError, "rnn_stack: layers must be a non-empty list of layers"),
+    ([LAYERS[0], "layer"], None, TypeError, "rnn_stack: layers[1] must be a parameter dict, or a pair"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(STACK_ERRORS)))
+def test_stack_errors_name_the_layer_and_key(case):
+    layers, initial, error, message = STACK_ERRORS[case]
+    with pytest.raises(error, match="^" + re.escape(message)):
+        jax.jit(lambda x, initial: jaxrnn.rnn_stack(x, initial, layers))(x, initial)
+
+
+def test_step_rejects_bidirectional_layers_and_bad_states():
+    with pytest.raises(TypeError, match=r"^rnn_step: layers\[0\] is a pair of directions"):
+        jaxrnn.rnn_step(x[:, :, 0], [a0], LAYERS[:1])
+    one = {k: params[k] for k in ("Wax", "Waa", "ba")}
+    with pytest.raises(ValueError, match=re.escape("rnn_step: a_prev[0].shape=(4, 10) does not fit n_a=5")):
+        jaxrnn.rnn_step(x[:, :, 0], jnp.zeros((4, 10)), one)
