@@ -18,8 +18,9 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import jaxrnn
-import jaxrnn.backward
-import jaxrnn.forward
+import jaxrnn._backward
+import jaxrnn._forward
+import jaxrnn._heads
 import jaxrnn.verify
 
 # Float64 throughout this notebook, so that agreement shows at the level of float64 rounding (~1e-16).
@@ -30,6 +31,11 @@ jax.config.update("jax_enable_x64", True)
 def show(function):
     """Displays the source code of a jaxrnn function, as it is in the installed package."""
     display(Markdown(f"```python\n{inspect.getsource(function).rstrip()}\n```"))
+
+
+def error_of(got, want):
+    """max |got − want| for each entry of two dicts of arrays."""
+    return {k: float(jnp.max(jnp.abs(got[k] - want[k]))) for k in want}
 
 
 # %% [markdown]
@@ -53,10 +59,10 @@ def show(function):
 # same numbers, transposed. The comment next to each line gives the formula in the column-vector form used here.
 
 # %%
-show(jaxrnn.forward.project_inputs)
-show(jaxrnn.forward.cell_step)
-show(jaxrnn.forward.hidden_states)
-show(jaxrnn.forward.predictions)
+show(jaxrnn._forward.project_inputs)
+show(jaxrnn._forward.cell_step)
+show(jaxrnn._forward.hidden_states)
+show(jaxrnn._heads.predictions)
 
 # %%
 n_x, n_a, n_y, m, T = 3, 5, 4, 2, 6
@@ -91,10 +97,10 @@ print("each y_t sums to 1 over the n_y outputs:", np.allclose(y.sum(axis=0), 1.0
 #   = y_t \odot \big(\overline{y}_t - (y_t \cdot \overline{y}_t)\,\mathbf{1}\big).$$
 #
 # (For the cross-entropy above this collapses to the familiar $\delta o_t = y_t - e_{c_t}$.) The seed notebook stops
-# before this layer; `jaxrnn` adds it in `output_layer_backward`:
+# before this layer; `jaxrnn` adds it in `softmax_backward`:
 
 # %%
-show(jaxrnn.backward.output_layer_backward)
+show(jaxrnn._backward.softmax_backward)
 
 # %% [markdown]
 # ## Step 2: the output layer $o_t = W_{ya} a_t + b_y$
@@ -113,7 +119,7 @@ show(jaxrnn.backward.output_layer_backward)
 # `logits_backward` does (the comment by each line is the formula; the code applies it to row blocks):
 
 # %%
-show(jaxrnn.backward.logits_backward)
+show(jaxrnn._backward.logits_backward)
 
 # %% [markdown]
 # ## Step 3: tanh
@@ -124,7 +130,8 @@ show(jaxrnn.backward.logits_backward)
 # $$\delta z_t = (1 - a_t \odot a_t) \odot \delta a_t .$$
 #
 # The derivative is written with the *output* $a_t$, which the forward pass stored anyway: nothing else about
-# $z_t$ needs to be kept.
+# $z_t$ needs to be kept. The same holds for ReLU, $a_t = \max(0, z_t)$: its derivative is
+# $\mathbf{1}[z_t > 0] = \mathbf{1}[a_t > 0]$, so `nonlinearity="relu"` changes only this one factor.
 #
 # ## Step 4: the recurrence, backpropagation through time
 #
@@ -143,8 +150,8 @@ show(jaxrnn.backward.logits_backward)
 # (`jax.lax.scan(..., reverse=True)`) contains just this:
 
 # %%
-show(jaxrnn.backward.cell_backward_step)
-show(jaxrnn.backward.recurrent_backward)
+show(jaxrnn._backward.cell_backward_step)
+show(jaxrnn._backward.recurrent_backward)
 
 # %% [markdown]
 # ## Step 5: why the weight gradients are sums over time
@@ -160,7 +167,7 @@ show(jaxrnn.backward.recurrent_backward)
 # product over all stacked $\delta z_t$:
 
 # %%
-show(jaxrnn.backward.weight_gradients)
+show(jaxrnn._backward.weight_gradients)
 
 # %% [markdown]
 # We can watch the "copies" argument happen. Below, a plain forward pass (a Python loop) takes one copy of $W_{aa}$
@@ -216,8 +223,60 @@ print("‖δz_t a_{t-1}^T‖ for t = 1..T:", np.round(np.linalg.norm(np.asarray(
 # steps 3 and 4, then the sums of step 5.
 
 # %%
-show(jaxrnn.backward.sequence_backward)
-show(jaxrnn.backward.hidden_backward)
+show(jaxrnn._backward.sequence_backward)
+show(jaxrnn._backward.hidden_backward)
+
+# %% [markdown]
+# ## Padded batches, reverse, stacks: the same derivation with a mask
+#
+# Real batches hold sequences of different lengths, padded to a common $T$. With `seq_lengths`, step $t$ of
+# example $i$ is *valid* while $t < \ell_i$; write $v_t \in \{0, 1\}$ for it. A padded step leaves the state
+# alone and outputs zero:
+#
+# $$a_t = v_t \odot \tanh(z_t) + (1 - v_t) \odot a_{t-1}, \qquad \text{output}_t = v_t \odot \tanh(z_t).$$
+#
+# So the final state is the state after each example's last valid step ($a_0$ when $\ell_i = 0$). Going back,
+# a padded step has no $z_t$ and passes the carried gradient $g_t$ straight through:
+#
+# $$\delta z_t = v_t \odot (1 - a_t^2) \odot (\overline{a}_t + g_t), \qquad
+#   g_{t-1} = W_{aa}^\top \delta z_t + (1 - v_t) \odot g_t ,$$
+#
+# with $g_T$ the gradient of the final state. With every step valid ($v_t = 1$) this is step 4 above: the masked
+# step is the same code, and `lengths=None` skips the mask statically. `reverse=True` runs the same recurrence from
+# $t = T$ down to 1; padded steps then come *first*, so the carry stays $a_0$ through them and each sequence is
+# read from its last valid step back (its backward walks forward in time). The one place the direction shows in
+# the weight gradients is "the state before step $t$", $a_{t+1}$ in reverse, or $a_0$ for the last valid step:
+
+# %%
+show(jaxrnn._forward.masked_step)
+show(jaxrnn._backward.previous_states)
+
+# %% [markdown]
+# In a stack, layer $l$ reads layer $l-1$'s states, so the gradient reaching layer $l-1$'s outputs is layer $l$'s
+# $\delta x_t = W_{ax}^{(l)\top} \delta z^{(l)}_t$: each layer's hand-derived backward hands its `dx` to the layer
+# below as that layer's $\overline{a}_t$ (the chain rule across layers; JAX's autodiff carries it through the
+# concatenation of the two directions of a bidirectional layer).
+#
+# Checked live: the padded batch, in reverse, against each sequence run alone and unpadded, and against
+# `jax.grad` of the same masked forward.
+
+# %%
+lengths = jnp.array([T, 3])
+options = {"seq_lengths": lengths, "reverse": True, "return_final_state": True}
+
+
+def padded_loss(forward, params):
+    a, y, final = forward(x, a0, params, **options)
+    return jnp.sum(ca * a) + jnp.sum(cy * y) + jnp.sum(final)
+
+
+hand = jax.jit(jax.grad(lambda p: padded_loss(jaxrnn.rnn, p)))(params)
+auto = jax.jit(jax.grad(lambda p: padded_loss(jaxrnn.rnn_autodiff, p)))(params)
+print("masked, reverse: max |hand − autodiff| over all parameters:", max(error_of(hand, auto).values()))
+short = jaxrnn.rnn(x[:, 1:2, :3][:, :, ::-1], a0[:, 1:2], params)[0][:, :, ::-1]  # example 1 alone, flipped
+a_padded = jaxrnn.rnn(x, a0, params, **options)[0]
+print("example 1 (length 3) alone vs in the batch:", float(jnp.max(jnp.abs(short - a_padded[:, 1:2, :3]))))
+print("its padded outputs are zero:", bool(jnp.all(a_padded[:, 1, 3:] == 0)))
 
 # %% [markdown]
 # ## Checked live: against `jax.grad` and finite differences
