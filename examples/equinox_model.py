@@ -24,16 +24,13 @@ class RNNLanguageModel(eqx.Module):
     def __init__(self, n_x: int, n_a: int, n_y: int, *, key):
         self.parameters = jaxrnn.init_parameters(key, n_x, n_a, n_y)
 
-    def initial_state(self, x):
-        return jnp.zeros((x.shape[0], self.parameters["Waa"].shape[0]), x.dtype)
-
     def __call__(self, x, labels):
-        """`x (B, T, n_x)`, `labels (B, T)` -> `(losses (B, T), a (B, T, n_a))`."""
-        return jaxrnn.rnn_cross_entropy_batch_major(x, self.initial_state(x), self.parameters, labels)
+        """`x (B, T, n_x)`, `labels (B, T)` -> `(losses (B, T), a (B, T, n_a))`, from a zero state."""
+        return jaxrnn.rnn_cross_entropy(x, None, self.parameters, labels, layout="batch_major")
 
     def predict(self, x):
         """`x (B, T, n_x)` -> next-token probabilities `(B, T, n_y)`."""
-        return jaxrnn.rnn_batch_major(x, self.initial_state(x), self.parameters)[1]
+        return jaxrnn.rnn(x, None, self.parameters, layout="batch_major")[1]
 
 
 def counting_batch(key, batch=8, steps=12, vocab=5):

@@ -29,9 +29,7 @@ class RNNLanguageModel(nnx.Module):
 
     def __call__(self, x, labels, a0=None):
         """`x (B, T, n_x)`, `labels (B, T)`, `a0 (B, n_a)` (zeros if None) -> `(losses (B, T), a (B, T, n_a))`."""
-        if a0 is None:
-            a0 = jnp.zeros((x.shape[0], self.Waa.shape[0]), x.dtype)
-        return jaxrnn.rnn_cross_entropy_batch_major(x, a0, self.parameters(), labels)
+        return jaxrnn.rnn_cross_entropy(x, a0, self.parameters(), labels, layout="batch_major")
 
 
 def counting_batch(key, batch=8, steps=12, vocab=5):
