@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import _validate
+
 
 def to_numpy(fn: str, name: str, value: Any) -> np.ndarray:
     """A floating numpy array from a torch tensor, a numpy or JAX array, or a nested list."""
@@ -48,18 +50,7 @@ def target_dtype(fn: str, arrays: dict[str, np.ndarray], dtype: Any) -> np.dtype
             found = ", ".join(f"{name}: {a.dtype}" for name, a in arrays.items())
             raise TypeError(f"{fn}: the weights have several dtypes ({found}); pass dtype= to convert them to one")
         (dtype,) = dtypes or {np.dtype(np.float32)}
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{fn}: dtype={dtype!r} is not a dtype; expected e.g. jnp.float32") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{fn}: dtype={dtype} is not a floating dtype")
-    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
-        raise ValueError(
-            f"{fn}: the weights are {dtype}, which needs JAX's 64-bit mode, and it is off; "
-            f"enable it (e.g. `with jax.enable_x64(True):`) or pass dtype=jnp.float32"
-        )
-    return dtype
+    return _validate.floating_dtype(fn, dtype)
 
 
 def check_shape(fn: str, name: str, array: Any, expected: tuple, meaning: str, hint: str = "") -> None:

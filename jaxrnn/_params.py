@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import _validate
 from jaxrnn._forward import accumulation_dtype
 
 
@@ -31,7 +32,7 @@ def init_parameters(key, n_x: int, n_a: int, n_y: int | None = None, dtype=jnp.f
     sizes = {"n_x": n_x, "n_a": n_a} | ({} if n_y is None else {"n_y": n_y})
     for name, size in sizes.items():
         _positive_int(fn, name, size)
-    dtype = _floating_dtype(fn, dtype)
+    dtype = _validate.floating_dtype(fn, dtype)
     k_ax, k_aa, k_ya = jax.random.split(key, 3)
     glorot = jax.nn.initializers.glorot_uniform()
     orthogonal = jax.nn.initializers.orthogonal()
@@ -85,18 +86,3 @@ def _positive_int(fn, name, size):
         raise TypeError(f"{fn}: {name}={size!r} must be a positive int; received {type(size).__name__}")
     if size < 1:
         raise ValueError(f"{fn}: {name}={size!r} must be a positive int")
-
-
-def _floating_dtype(fn, dtype):
-    try:
-        dtype = jnp.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{fn}: dtype={dtype!r} is not a dtype; expected e.g. jnp.float32") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{fn}: dtype={dtype} is not a floating dtype")
-    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
-        raise ValueError(
-            f"{fn}: dtype={dtype} needs 64-bit mode, which is off; "
-            f"enable it (e.g. `with jax.enable_x64(True):`) or use float32"
-        )
-    return dtype

@@ -74,36 +74,14 @@ def rnn(
     )
 
 
-def rnn_autodiff(
-    x: jax.Array,
-    a0: jax.Array | None,
-    parameters: dict,
-    *,
-    seq_lengths: jax.Array | None = None,
-    reverse: bool = False,
-    nonlinearity: str = "tanh",
-    layout: str = "seed",
-    return_final_state: bool = False,
-):
+def rnn_autodiff(x: jax.Array, a0: jax.Array | None, parameters: dict, **options):
     """`rnn` with no custom gradient: `jax.grad` differentiates the same forward.
 
     The oracle the hand-derived backward is checked against, and the path for forward mode
-    (`jax.jvp`, `jax.jacfwd`, `jax.linearize`). Arguments and returns as in `rnn`.
+    (`jax.jvp`, `jax.jacfwd`, `jax.linearize`). Arguments, options (but `checkpoint_every`)
+    and returns as in `rnn`.
     """
-    return _call(
-        "rnn_autodiff",
-        x,
-        a0,
-        parameters,
-        None,
-        seq_lengths=seq_lengths,
-        reverse=reverse,
-        nonlinearity=nonlinearity,
-        layout=layout,
-        checkpoint_every=None,
-        gradient="autodiff",
-        return_final_state=return_final_state,
-    )
+    return _call("rnn_autodiff", x, a0, parameters, None, gradient="autodiff", **options)
 
 
 def rnn_cross_entropy(
@@ -162,50 +140,19 @@ def rnn_cross_entropy(
     )
 
 
-def rnn_cross_entropy_autodiff(
-    x: jax.Array,
-    a0: jax.Array | None,
-    parameters: dict,
-    labels: jax.Array,
-    *,
-    seq_lengths: jax.Array | None = None,
-    ignore_index: int | None = None,
-    reverse: bool = False,
-    nonlinearity: str = "tanh",
-    layout: str = "seed",
-    return_final_state: bool = False,
-):
-    """`rnn_cross_entropy` with no custom gradient (the oracle, and forward mode)."""
-    return _call(
-        "rnn_cross_entropy_autodiff",
-        x,
-        a0,
-        parameters,
-        labels,
-        seq_lengths=seq_lengths,
-        ignore_index=ignore_index,
-        reverse=reverse,
-        nonlinearity=nonlinearity,
-        layout=layout,
-        checkpoint_every=None,
-        gradient="autodiff",
-        return_final_state=return_final_state,
-    )
+def rnn_cross_entropy_autodiff(x: jax.Array, a0: jax.Array | None, parameters: dict, labels: jax.Array, **options):
+    """`rnn_cross_entropy` with no custom gradient (the oracle, and forward mode); options as there."""
+    return _call("rnn_cross_entropy_autodiff", x, a0, parameters, labels, gradient="autodiff", **options)
 
 
 def rnn_batch_major(x, a0, parameters, **options):
     """`rnn(..., layout="batch_major")`: `x (B, T, n_x)`, `a0 (B, n_a)` -> `(a (B, T, n_a), y (B, T, n_y))`."""
-    return _call("rnn_batch_major", x, a0, parameters, None, **_batch_major(options))
+    return _call("rnn_batch_major", x, a0, parameters, None, layout="batch_major", **options)
 
 
 def rnn_cross_entropy_batch_major(x, a0, parameters, labels, **options):
     """`rnn_cross_entropy(..., layout="batch_major")`: labels `(B, T)` -> `(losses (B, T), a (B, T, n_a))`."""
-    return _call("rnn_cross_entropy_batch_major", x, a0, parameters, labels, **_batch_major(options))
-
-
-def _batch_major(options):
-    options = {"seq_lengths": None, "reverse": False, "nonlinearity": "tanh", "checkpoint_every": None, **options}
-    return {"layout": "batch_major", "gradient": "hand", "return_final_state": False, **options}
+    return _call("rnn_cross_entropy_batch_major", x, a0, parameters, labels, layout="batch_major", **options)
 
 
 def balanced_segment_length(k: int | None, T: int) -> int | None:
@@ -217,9 +164,31 @@ def balanced_segment_length(k: int | None, T: int) -> int | None:
     return -(-T // n_segments)
 
 
-def _call(fn, x, a0, parameters, labels, *, layout, ignore_index=None, **options):
-    seq_lengths = options.pop("seq_lengths")
-    reverse, nonlinearity, every, gradient, return_final_state = _validate.layer_options(fn, **options)
+def _call(
+    fn,
+    x,
+    a0,
+    parameters,
+    labels,
+    *,
+    seq_lengths=None,
+    ignore_index=None,
+    reverse=False,
+    nonlinearity="tanh",
+    layout="seed",
+    checkpoint_every=None,
+    gradient="hand",
+    return_final_state=False,
+):
+    """The one implementation behind every layer call: checks, then `run_layer`."""
+    reverse, nonlinearity, every, gradient, return_final_state = _validate.layer_options(
+        fn,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+        checkpoint_every=checkpoint_every,
+        gradient=gradient,
+        return_final_state=return_final_state,
+    )
     head = "required" if labels is not None else "optional"
     checked = _validate.layer_inputs(fn, x, a0, parameters, seq_lengths, layout, head=head)
     T = checked.sizes.T_x

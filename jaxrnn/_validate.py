@@ -57,6 +57,36 @@ def as_float_array(fn: str, name: str, value: Any) -> jax.Array:
     return array
 
 
+def floating_dtype(fn: str, dtype: Any, name: str = "dtype") -> np.dtype:
+    """A floating dtype that JAX can hold in its current mode (float64 needs 64-bit mode)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{fn}: {name}={dtype!r} is not a dtype; expected e.g. jnp.float32") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{fn}: {name}={dtype} is not a floating dtype")
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise ValueError(
+            f"{fn}: {name}={dtype} needs 64-bit mode, which is off; "
+            f"enable it (e.g. `with jax.enable_x64(True):`) or use {name}=jnp.float32"
+        )
+    return dtype
+
+
+def integer_array(fn: str, name: str, value: Any, expected: str) -> jax.Array:
+    """`value` as a JAX array of an integer dtype; `expected` says what it holds, for messages."""
+    try:
+        array = jnp.asarray(value)
+    except TypeError as err:
+        raise TypeError(f"{fn}: {name} must be {expected}; received {type(value).__name__} ({err})") from None
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise TypeError(
+            f"{fn}: {name}.dtype={array.dtype} is not an integer dtype; expected {expected} "
+            f"(cast with .astype(jnp.int32))"
+        )
+    return array
+
+
 def check_rank(fn: str, name: str, array: jax.Array, rank: int, layout: str) -> None:
     if array.ndim != rank:
         raise ValueError(
@@ -135,6 +165,20 @@ def check_input_width(fn: str, params: dict, name: str, array: jax.Array, n_x_in
         )
 
 
+def sequence(fn: str, x: Any, layout: str, params: dict, key: str) -> tuple[jax.Array, int, int]:
+    """Checks `x` in `layout` against the input width of `params['Wax']` (named `key`); returns `(x, m, T)`."""
+    names = _NAMES[layout]
+    x = as_float_array(fn, "x", x)
+    check_rank(fn, "x", x, 3, names["x"])
+    n_x_in, m, T = _layout.sizes(x.shape, layout)
+    suffix = "" if layout == "seed" else f" {names['x']}"
+    check_input_width(fn, params, "x", x, n_x_in, suffix, key=key)
+    if T == 0:
+        time = names["time"]
+        raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has {time}=0 time steps; expected {time} >= 1")
+    return x, m, T
+
+
 class LayerInputs(NamedTuple):
     """Checked inputs of one layer call: `a0` as rows `(m, n_a)`, `lengths` int32 or None."""
 
@@ -153,13 +197,7 @@ def layer_inputs(fn: str, x, a0, params, seq_lengths, layout: str, head: str = "
     layout = choice(fn, "layout", layout, _layout.LAYOUTS)
     params, (n_x, n_a, n_y) = parameters(fn, params, head=head)
     names = _NAMES[layout]
-    x = as_float_array(fn, "x", x)
-    check_rank(fn, "x", x, 3, names["x"])
-    n_x_in, m, T = _layout.sizes(x.shape, layout)
-    suffix = "" if layout == "seed" else f" {names['x']}"
-    check_input_width(fn, params, "x", x, n_x_in, suffix, key="parameters['Wax']")
-    if T == 0:
-        raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has {names['time']}=0 time steps; expected {names['time']} >= 1")
+    x, m, T = sequence(fn, x, layout, params, "parameters['Wax']")
     if a0 is None:
         a0 = jnp.zeros((m, n_a), x.dtype)
     else:
@@ -180,17 +218,7 @@ def sequence_lengths(fn: str, value: Any, m: int, T: int, names: dict | None = N
         return None
     names = names or _NAMES["seed"]
     batch, time = names["batch"], names["time"]
-    try:
-        lengths = jnp.asarray(value)
-    except TypeError as err:
-        raise TypeError(
-            f"{fn}: seq_lengths must be an integer array ({batch},); received {type(value).__name__} ({err})"
-        ) from None
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(
-            f"{fn}: seq_lengths.dtype={lengths.dtype} is not an integer dtype; expected integer lengths "
-            f"({batch},) in [0, {time}] (cast with .astype(jnp.int32))"
-        )
+    lengths = integer_array(fn, "seq_lengths", value, f"integer lengths ({batch},) in [0, {time}]")
     check_rank(fn, "seq_lengths", lengths, 1, f"({batch},)")
     check_shape(fn, "seq_lengths", lengths, (m,), f"{batch}={m} from x")
     try:
@@ -259,17 +287,7 @@ def matching_array(fn: str, name: str, value: Any, expected: tuple, dtype, why: 
 def integer_labels(fn: str, labels, sizes: Sizes, layout: str) -> jax.Array:
     """Checks that `labels` is an integer array of the layout's `(m, T)`, `(B, T)` or `(T, B)`."""
     names = _NAMES[layout]
-    try:
-        labels = jnp.asarray(labels)
-    except TypeError as err:
-        raise TypeError(
-            f"{fn}: labels must be an array of integer class indices; received {type(labels).__name__} ({err})"
-        ) from None
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(
-            f"{fn}: labels.dtype={labels.dtype} is not an integer dtype; expected integer class indices "
-            f"in [0, n_y), shape {names['labels']} (cast with .astype(jnp.int32))"
-        )
+    labels = integer_array(fn, "labels", labels, f"integer class indices in [0, n_y), shape {names['labels']}")
     check_rank(fn, "labels", labels, 2, names["labels"])
     expected = (sizes.T_x, sizes.m) if layout == "time_major" else (sizes.m, sizes.T_x)
     why = f"{names['batch']}={sizes.m} and {names['time']}={sizes.T_x} from x"
@@ -326,7 +344,7 @@ def ignore_index(fn: str, value: Any) -> int | None:
     return int(value)
 
 
-def layer_options(fn: str, *, reverse, nonlinearity, checkpoint_every, gradient, return_final_state):
+def layer_options(fn: str, *, nonlinearity, checkpoint_every, gradient, reverse=False, return_final_state=False):
     """Checks the static options shared by every layer call; returns them normalised."""
     reverse = static_bool(fn, "reverse", reverse)
     nonlinearity = choice(fn, "nonlinearity", nonlinearity, NONLINEARITIES)
@@ -409,14 +427,8 @@ def stack_inputs(fn: str, x: Any, a0: Any, layers: Any, seq_lengths: Any, layout
     layout = choice(fn, "layout", layout, _layout.LAYOUTS)
     layers = layer_list(fn, layers)
     names = _NAMES[layout]
-    x = as_float_array(fn, "x", x)
-    check_rank(fn, "x", x, 3, names["x"])
-    n_x_in, m, T = _layout.sizes(x.shape, layout)
     bottom = "layers[0]" if len(layers[0]) == 1 else "layers[0][0]"
-    suffix = "" if layout == "seed" else f" {names['x']}"
-    check_input_width(fn, layers[0][0], "x", x, n_x_in, suffix, key=f"{bottom}['Wax']")
-    if T == 0:
-        raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has {names['time']}=0 time steps; expected {names['time']} >= 1")
+    x, m, T = sequence(fn, x, layout, layers[0][0], f"{bottom}['Wax']")
     check_same_dtype(fn, {"x": x, f"{bottom}['Wax']": layers[0][0]["Wax"]})
     states = initial_states(fn, a0, layers, m, layout, x.dtype)
     return StackInputs(x, states, layers, sequence_lengths(fn, seq_lengths, m, T, names), m, T)
@@ -471,3 +483,75 @@ def dropout(fn: str, rate: Any, key: Any) -> float:
             f"pass dropout=0.0 at inference"
         )
     return float(rate)
+
+
+# Forward mode.
+
+
+def jvp_arguments(fn: str, primals: Any, tangents: Any) -> tuple[tuple, tuple]:
+    """Checks that `primals` is `(x, a0, parameters)` and `tangents` a triple like it (as `jax.jvp` takes them)."""
+    for name, value, items in (
+        ("primals", primals, "(x, a0, parameters)"),
+        ("tangents", tangents, "(x_dot, a0_dot, parameters_dot), one tangent per primal"),
+    ):
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            length = f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""
+            raise TypeError(f"{fn}: {name} must be a tuple {items}; received {type(value).__name__}{length}")
+    return tuple(primals), tuple(tangents)
+
+
+def jvp_tangents(fn: str, tangents: tuple, checked: LayerInputs, a0_is_none: bool, layout: str):
+    """Checks the tangents against checked primals: the structure of `primals` (None for `a0`'s
+    tangent exactly when `a0` is None, a dict with the keys of `parameters`), and each tangent
+    the shape and dtype of its primal. Returns `(x_dot, a0_dot as rows (m, n_a), params_dot)`;
+    `a0_dot` is zeros when `a0` is None."""
+    x_dot, a0_dot, params_dot = tangents
+    if a0_is_none != (a0_dot is None):
+        received = "None" if a0_dot is None else type(a0_dot).__name__
+        expected = "None, as a0 is None (zeros, a constant)" if a0_is_none else "an array shaped like a0"
+        raise TypeError(f"{fn}: tangents[1] (the tangent of a0) must be {expected}; received {received}")
+    params = checked.params
+    keys = list(params)
+    if not isinstance(params_dot, Mapping):
+        raise TypeError(
+            f"{fn}: tangents[2] (the tangent of parameters) must be a dict with the keys {keys}; "
+            f"received {type(params_dot).__name__}"
+        )
+    missing = [k for k in keys if k not in params_dot]
+    extra = sorted(str(k) for k in params_dot if k not in params)
+    if missing or extra:
+        raise ValueError(
+            f"{fn}: tangents[2] (the tangent of parameters) must have exactly the keys of parameters {keys}; "
+            f"missing {missing}, unexpected {extra}"
+        )
+    x_dot = _tangent(fn, "tangents[0]", x_dot, "x", checked.x)
+    if a0_is_none:
+        a0_dot = jnp.zeros(checked.a0.shape, checked.a0.dtype)
+    else:
+        a0_dot = _layout.state_to_rows(
+            _tangent(fn, "tangents[1]", a0_dot, "a0", _layout.state_from_rows(checked.a0, layout)), layout
+        )
+    params_dot = {k: _tangent(fn, f"tangents[2]['{k}']", params_dot[k], f"parameters['{k}']", params[k]) for k in keys}
+    return x_dot, a0_dot, params_dot
+
+
+def _tangent(fn: str, name: str, value: Any, primal_name: str, primal: jax.Array) -> jax.Array:
+    """A tangent: an array of its primal's shape and dtype."""
+    try:
+        array = jnp.asarray(value)
+    except TypeError as err:
+        raise TypeError(
+            f"{fn}: {name} (the tangent of {primal_name}) must be an array shaped like {primal_name}; "
+            f"received {type(value).__name__} ({err})"
+        ) from None
+    if tuple(array.shape) != tuple(primal.shape):
+        raise ValueError(
+            f"{fn}: {name}.shape={tuple(array.shape)} differs from {primal_name}.shape={tuple(primal.shape)}; "
+            f"expected {tuple(primal.shape)}: a tangent has the shape of its primal"
+        )
+    if array.dtype != primal.dtype:
+        raise TypeError(
+            f"{fn}: {name}.dtype={array.dtype} differs from {primal_name}.dtype={primal.dtype}; "
+            f"expected {primal.dtype}: a tangent has the dtype of its primal (cast with .astype)"
+        )
+    return array

@@ -213,7 +213,7 @@ def zeros_problem():
         (np.zeros((M, T_X), bool), TypeError, r"labels.dtype=bool is not an integer dtype"),
         (np.zeros((M, 5), np.int32), ValueError, r"labels.shape=\(4, 5\) does not fit m=4 and T_x=6 from x"),
         (np.zeros(T_X, np.int32), ValueError, r"labels.shape=\(6,\) has rank 1; expected rank 2, \(m, T_x\)"),
-        ("abc", TypeError, r"labels must be an array of integer class indices; received str"),
+        ("abc", TypeError, r"labels must be integer class indices in \[0, n_y\), shape \(m, T_x\); received str"),
     ],
 )
 def test_bad_labels_give_clear_errors(labels, error, message):
