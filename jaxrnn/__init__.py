@@ -13,6 +13,7 @@ names, arguments and layouts: `x (n_x, m, T_x)`, `a (n_a, m, T_x)`, `y (n_y, m, 
 
 from jaxrnn._diagnostics import GradientsThroughTime, gradients_through_time
 from jaxrnn._flax import from_flax, to_flax
+from jaxrnn._jvp import rnn_jvp
 from jaxrnn._params import init_parameters, init_stack
 from jaxrnn._rnn import (
     rnn,
@@ -47,6 +48,7 @@ __all__ = [
     "rnn_cross_entropy_autodiff",
     "rnn_cross_entropy_batch_major",
     "rnn_forward",
+    "rnn_jvp",
     "rnn_stack",
     "rnn_step",
     "to_flax",
