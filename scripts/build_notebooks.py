@@ -6,7 +6,7 @@ script turns a source into a notebook (nbformat), runs it top to bottom in a fre
 `python3` kernel (nbclient), and writes `notebooks/<name>.ipynb` with its outputs, so the
 notebooks render with results where the repository is browsed.
 
-    python scripts/build_notebooks.py                 # build all three
+    python scripts/build_notebooks.py                 # build every notebook
     python scripts/build_notebooks.py 03_gradients_through_time
     python scripts/build_notebooks.py --check         # are the committed notebooks up to date?
 """
