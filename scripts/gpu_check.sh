@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The accelerator check, in one short run on a machine with a GPU and JAX's CUDA plugin:
+# The accelerator check, in one short run on a machine with a GPU and JAX's CUDA plugin
+# (`pip install -e ".[test,cuda]"` brings it for CUDA 13; `.[test,cuda12]` for CUDA 12 drivers):
 #   1. the whole test suite on the GPU (JAX_PLATFORMS=cuda: every test runs there; CPU-only
 #      checks skip themselves),
 #   2. the benchmark at R1 and R2 plus the long-sequence (checkpointing) figure, with
@@ -34,7 +35,10 @@ if $dry_run; then
   torch_device=cpu
 else
   export JAX_PLATFORMS=cuda
-  python3 -c "import jax; jax.devices('gpu')" || { echo "gpu_check.sh: JAX sees no GPU" >&2; exit 1; }
+  python3 -c "import jax; jax.devices('gpu')" || {
+    echo "gpu_check.sh: JAX sees no GPU (its CUDA plugin: pip install -e \".[cuda]\" for CUDA 13, \".[cuda12]\" for 12)" >&2
+    exit 1
+  }
   tests=(python3 -m pytest -x -q)
   bench=(--configs R1,R2 --repeats 20 --checkpoint-every 50)
   torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
