@@ -3,11 +3,16 @@
 # (`pip install -e ".[test,cuda]"` brings it for CUDA 13; `.[test,cuda12]` for CUDA 12 drivers):
 #   1. the whole test suite on the GPU (JAX_PLATFORMS=cuda: every test runs there; CPU-only
 #      checks skip themselves),
-#   2. the benchmark at R1 and R2 plus the long-sequence (checkpointing) figure, with
-#      PyTorch's cuDNN RNN when torch with CUDA is installed.
+#   2. the benchmark at R1 and R2, both workloads (cross-entropy; dense cotangents on both outputs),
+#      every single-layer variant (time-major entry, masks, the fused head, Flax with and without
+#      seq_lengths), the long-sequence (checkpointing) figure, the 2-layer bidirectional stack
+#      (rnn_stack, with masks, autodiff, Flax nn.Bidirectional), bfloat16, time at T and 4T, and
+#      first-call compile time; PyTorch's cuDNN RNN (single layer and the stack) when torch with
+#      CUDA is installed, its CPU build otherwise.
 # Results (pytest log, bench.md, bench.json, bench.png) go to the folder given as $1
 # (default gpu-results). `--dry-run` checks the script itself where no GPU is present: it
-# collects the tests (without running them) and runs the benchmark on the CPU at tiny sizes.
+# collects the tests (without running them) and runs the benchmark on the CPU at tiny sizes:
+# the same tables, with fewer variants (tests/test_bench.py checks each variant).
 #
 #   bash scripts/gpu_check.sh [OUT_DIR] [--dry-run]
 set -euo pipefail
@@ -31,7 +36,11 @@ python3 -c "import jaxrnn" 2>/dev/null || python3 -m pip install -q -e ".[test]"
 if $dry_run; then
   export JAX_PLATFORMS=cpu
   tests=(python3 -m pytest -q --collect-only)
-  bench=(--configs 3:8:4:2:6 --repeats 2 --long-config 3:16:4:2:40 --checkpoint-every 10)
+  bench=(
+    --configs 3:8:4:2:6 --repeats 2 --workload dense --variants hand,hand-masked,flax,flax-masked,torch
+    --long-config 3:16:4:2:40 --checkpoint-every 10 --stack-config 3:8:2:6:2 --linearity-config 3:8:4:2:10
+    --compile-config 3:8:2 --compile-lengths 6 --compile-layers 1,2 --compile-repeats 1
+  )
   torch_device=cpu
 else
   export JAX_PLATFORMS=cuda
@@ -40,7 +49,7 @@ else
     exit 1
   }
   tests=(python3 -m pytest -x -q)
-  bench=(--configs R1,R2 --repeats 20 --checkpoint-every 50)
+  bench=(--configs R1,R2 --repeats 20 --checkpoint-every 50 --compile-repeats 3)
   torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 fi
 
@@ -49,10 +58,15 @@ import jax
 print("jax", jax.__version__, "devices:", jax.devices())
 PY
 # A test failure must not cost the benchmark: record it, run the benchmark, fail at the end.
+# The benchmark exits 1 when a variant's loss or gradients disagree with the oracle (its
+# tables mark the row MISMATCH), after writing its results.
 set +e -o pipefail
 "${tests[@]}" 2>&1 | tee "$out/pytest.log"
 tests_status=$?
+python3 -m jaxrnn bench "${bench[@]}" --long --stack --bf16 --linearity --compile-time \
+  --torch-device "$torch_device" --out "$out"
+bench_status=$?
 set -e
-python3 -m jaxrnn bench "${bench[@]}" --long --torch-device "$torch_device" --out "$out"
-echo "gpu_check.sh: results in $out/ (tests exit status $tests_status)"
+echo "gpu_check.sh: results in $out/ (tests exit status $tests_status, benchmark $bench_status)"
+[ "$tests_status" -eq 0 ] && exit "$bench_status"
 exit "$tests_status"

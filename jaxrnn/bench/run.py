@@ -1,15 +1,13 @@
 """`jaxrnn bench`: gradient-step time and memory of the hand VJP against its alternatives.
 
-All variants of one configuration are built first, then timed in interleaved rounds
-(hand, autodiff, seed-scan, ..., GEMM, hand, autodiff, ...), so the drift of a shared
-machine hits them alike; the table reports medians, min–max, ratios to `hand`, model
-FLOP/s and their share of the square-GEMM throughput measured in the same rounds.
+All variants of one table are built first, then timed in interleaved rounds (`timing.py`);
+every variant's loss and gradients are checked against the oracle (`problem.py`), and a
+disagreement is flagged in the table and makes the command exit with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import platform
@@ -19,97 +17,96 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._measure import interleaved_timings
-from jaxrnn.bench import report
-from jaxrnn.bench.variants import Sizes, build_variants, gemm_variant
+from jaxrnn.bench import options, report
+from jaxrnn.bench.compile_time import compile_times
+from jaxrnn.bench.linearity import FACTOR, LINEAR_LIMIT, linearity_rows, linearity_steps
+from jaxrnn.bench.options import add_arguments
+from jaxrnn.bench.precision import BASELINE, bf16_variants
+from jaxrnn.bench.problem import GRADIENT_TOLERANCE, LOSS_TOLERANCE, Sizes, tolerance_key
+from jaxrnn.bench.stacks import StackSizes, build_stack_variants
+from jaxrnn.bench.timing import Progress, disagreements, time_variants
+from jaxrnn.bench.variants import build_variants
 
-CONFIGS = {  # (n_x, n_a, n_y, m, T)
-    "R1": Sizes(64, 256, 64, 64, 200),
-    "R2": Sizes(128, 512, 128, 128, 100),
-}
-ALL_VARIANTS = ("hand", "autodiff", "seed-scan", "flax", "torch")
+__all__ = ["add_arguments", "main"]
+
 # The default `jaxrnn train` model: characters of the default corpus, one chunk per step.
 TRAIN_SIZES = {"vocabulary_size": 94, "hidden_size": 256, "batch_size": 32, "chunk_length": 32}
-# Every variant computes the same loss from the same numbers; relative agreement expected:
-LOSS_TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
+SWEEP_VARIANTS = ("hand", "hand-tm", "autodiff", "seed-scan", "torch")
+LONG_VARIANTS = ("hand", "hand-ckpt", "autodiff")
 
 
 def sweep_sizes(base: Sizes) -> list[tuple[str, Sizes]]:
-    """T from 100 to 2000, then m and n_a around `base`."""
-    points = [("T", base._replace(T=T)) for T in (100, 200, 500, 1000, 2000)]
-    points += [("m", base._replace(m=m)) for m in (16, 64, 256) if m != base.m]
-    points += [("n_a", base._replace(n_a=n_a)) for n_a in (64, 256, 512) if n_a != base.n_a]
+    """T from ½ to 10 times `base.T`, then m (¼, 4 times) and n_a (¼, 2 times) around `base`:
+    around R1, T 100 to 2000, m 16 and 256, n_a 64 and 512."""
+    points = [("T", base._replace(T=max(1, base.T * k // 2))) for k in (1, 2, 5, 10, 20)]
+    points += [("m", base._replace(m=max(1, base.m * k // 4))) for k in (1, 16)]
+    points += [("n_a", base._replace(n_a=max(1, base.n_a * k // 4))) for k in (1, 8)]
     return points
 
 
-class Progress:
-    """A rich progress bar when rich is installed, else one line per task."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self._rich = None
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self):
-        try:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        except ImportError:
-            return self
-        self._rich = self._stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-        )
-        self._task = self._rich.add_task("benchmark", total=self.total)
-        return self
-
-    def describe(self, text: str) -> None:
-        if self._rich is None:
-            print(f"  {text}", file=sys.stderr, flush=True)
-        else:
-            self._rich.update(self._task, description=text)
-
-    def advance(self, _round: int | None = None) -> None:
-        if self._rich is not None:
-            self._rich.advance(self._task)
-
-    def __exit__(self, *exc):
-        return self._stack.__exit__(*exc)
+def _layer_table(label, sizes, workload, names, args, device, progress, repeats=None) -> dict:
+    progress.describe(f"{label}, {workload}: compiling {', '.join(names)}")
+    variants, skipped, reference = build_variants(
+        names, sizes, args.dtype, device, args.checkpoint_every, args.torch_device, workload=workload
+    )
+    progress.describe(f"{label}, {workload}: timing")
+    keys = dict.fromkeys((v.name for v in variants), args.tolerance)
+    timed = time_variants(
+        variants,
+        reference,
+        sizes.model_flops(),
+        repeats=repeats or args.repeats,
+        device=device,
+        dtype=args.dtype,
+        tolerance_keys=keys,
+        progress=progress,
+    )
+    return {"label": label, "workload": workload, "sizes": sizes._asdict(), **timed, "skipped": skipped}
 
 
-def measure(label, sizes, names, args, device, progress) -> dict:
+def _stack_table(sizes: StackSizes, names, args, device, progress) -> dict:
+    label = "stack " + ":".join(map(str, sizes))
     progress.describe(f"{label}: compiling {', '.join(names)}")
-    variants, skipped = build_variants(names, sizes, args.dtype, device, args.checkpoint_every, args.torch_device)
-    gemm, gemm_flops = gemm_variant(device, dtype=args.dtype)
+    variants, skipped, reference = build_stack_variants(names, sizes, args.dtype, device, args.torch_device)
     progress.describe(f"{label}: timing")
-    runs = {v.name: v.step for v in variants} | {"GEMM": gemm}
-    timings = interleaved_timings(runs, args.repeats, warmup=2, on_round=progress.advance)
-    gemm_gflops = gemm_flops / timings["GEMM"].median / 1e9
-    hand = timings.get("hand", timings[variants[0].name]).median
-    reference_loss = variants[0].loss
-    rows = []
-    for v in variants:
-        t = timings[v.name]
-        gflops = sizes.model_flops() / t.median / 1e9
-        rows.append(
-            {
-                "variant": v.name,
-                "median_s": t.median,
-                "min_s": t.low,
-                "max_s": t.high,
-                "ratio_to_hand": t.median / hand,
-                "gflops": gflops,
-                "percent_of_gemm": 100 * gflops / gemm_gflops,
-                "temp_bytes": v.temp_bytes,
-                "loss": v.loss,
-                "loss_matches": abs(v.loss - reference_loss) <= LOSS_TOLERANCE[args.dtype.name] * abs(reference_loss),
-                "samples_s": list(t.samples),
-            }
-        )
-    return {"label": label, "sizes": sizes._asdict(), "gemm_gflops": gemm_gflops, "rows": rows, "skipped": skipped}
+    keys = dict.fromkeys((v.name for v in variants), args.tolerance)
+    timed = time_variants(
+        variants,
+        reference,
+        sizes.model_flops(),
+        repeats=args.repeats,
+        device=device,
+        dtype=args.dtype,
+        tolerance_keys=keys,
+        progress=progress,
+    )
+    return {"label": label, "workload": "dense", "sizes": sizes._asdict(), **timed, "skipped": skipped}
+
+
+def _bf16_table(label, sizes, workload, args, device, progress) -> dict:
+    progress.describe(f"bfloat16 {label}, {workload}: compiling")
+    variants, reference, keys = bf16_variants(sizes, workload, device)
+    progress.describe(f"bfloat16 {label}, {workload}: timing")
+    timed = time_variants(
+        variants,
+        reference,
+        sizes.model_flops(),
+        repeats=args.repeats,
+        device=device,
+        dtype=jnp.float32,
+        tolerance_keys={name: tolerance_key(key, device.platform) for name, key in keys.items()},
+        progress=progress,
+        baseline=BASELINE,
+    )
+    return {"label": f"bfloat16 {label}", "workload": workload, "sizes": sizes._asdict(), **timed, "skipped": []}
+
+
+def _linearity(sizes: Sizes, args, device, progress) -> dict:
+    progress.describe(f"linearity: compiling at T={sizes.T} and {FACTOR * sizes.T}")
+    steps = linearity_steps(sizes, device)
+    progress.describe("linearity: timing")
+    timings = interleaved_timings(steps, args.repeats, warmup=1, on_round=progress.advance)
+    return {"sizes": sizes._asdict(), "factor": FACTOR, "limit": LINEAR_LIMIT, "rows": linearity_rows(sizes, timings)}
 
 
 def machine(device) -> dict:
@@ -124,81 +121,51 @@ def machine(device) -> dict:
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--configs",
-        default="R1,R2",
-        help="comma-separated size configurations: R1, R2, or n_x:n_a:n_y:m:T (default R1,R2)",
-    )
-    parser.add_argument(
-        "--variants",
-        default=",".join(ALL_VARIANTS),
-        help=f"comma-separated, from {', '.join((*ALL_VARIANTS, 'hand-ckpt'))} (default: all but hand-ckpt)",
-    )
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per configuration (default 15)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="(default float32)")
-    parser.add_argument("--long", action="store_true", help="add a long sequence: hand vs hand-ckpt vs autodiff")
-    parser.add_argument("--long-config", default="64:256:64:64:2000", help="sizes of --long, n_x:n_a:n_y:m:T")
-    parser.add_argument("--checkpoint-every", type=int, default=50, help="segment length of hand-ckpt (default 50)")
-    parser.add_argument("--sweep", action="store_true", help="add a scaling sweep over T, m and n_a around R1")
-    parser.add_argument(
-        "--train",
-        action="store_true",
-        help="add the training throughput of jaxrnn train: hand vs autodiff gradient (tokens/s)",
-    )
-    parser.add_argument("--torch-device", default="cpu", help="device for the PyTorch variant (cpu or cuda)")
-    parser.add_argument("--out", default="bench-results", help="folder for bench.md, bench.json, bench.png")
-
-
-def _parse_configs(text: str) -> dict[str, Sizes]:
-    configs = {}
-    for item in filter(None, text.split(",")):
-        if item in CONFIGS:
-            configs[item] = CONFIGS[item]
-            continue
-        parts = item.split(":")
-        if len(parts) != 5 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise SystemExit(
-                f"jaxrnn bench: --configs item {item!r} is neither R1, R2 nor n_x:n_a:n_y:m:T with positive ints"
-            )
-        configs[item] = Sizes(*map(int, parts))
-    if not configs:
-        raise SystemExit("jaxrnn bench: --configs is empty")
-    return configs
-
-
 def main(args: argparse.Namespace) -> int:
-    configs = _parse_configs(args.configs)
-    names = [n for n in args.variants.split(",") if n]
-    unknown = sorted(set(names) - {*ALL_VARIANTS, "hand-ckpt"})
-    if unknown:
-        raise SystemExit(f"jaxrnn bench: unknown --variants {unknown}; choose from {[*ALL_VARIANTS, 'hand-ckpt']}")
-    if args.repeats < 1 or args.checkpoint_every < 1:
-        raise SystemExit("jaxrnn bench: --repeats and --checkpoint-every must be positive ints")
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as err:
-        raise SystemExit(f"jaxrnn bench: cannot create --out folder {args.out!r}: {err.strerror}") from None
-    if not os.access(args.out, os.W_OK):
-        raise SystemExit(f"jaxrnn bench: --out folder {args.out!r} is not writable")
+    plan = options.parse(args)
     args.dtype = jnp.dtype(args.dtype)
     device = jax.devices()[0]
-    sweep = sweep_sizes(CONFIGS["R1"]) if args.sweep else []
-    sweep_names = [n for n in names if n in ("hand", "autodiff", "seed-scan", "torch")]
-    long_names = ["hand", "hand-ckpt", "autodiff"]
-    total = args.repeats * len(configs) + (args.repeats * args.long) + max(3, args.repeats // 3) * len(sweep)
-    results = {"machine": machine(device), "dtype": args.dtype.name, "configs": [], "sweep": []}
+    args.tolerance = tolerance_key(args.dtype, device.platform)
+    sweep = sweep_sizes(plan.sweep_base) if args.sweep else []
+    sweep_repeats = max(3, args.repeats // 3)
+    compile_cells = len(plan.compile_lengths) * len(plan.compile_layers) * len(plan.compile_names)
+    tables = len(plan.configs) * len(plan.workloads) * (1 + args.bf16) + args.long + args.stack + args.linearity
+    total = (
+        args.repeats * tables + sweep_repeats * len(sweep) + compile_cells * args.compile_repeats * args.compile_time
+    )
+    results = {
+        "machine": machine(device),
+        "dtype": args.dtype.name,
+        "workloads": plan.workloads,
+        "tolerances": {"applied": args.tolerance, "loss": LOSS_TOLERANCE, "gradient": GRADIENT_TOLERANCE},
+        "configs": [],
+        "sweep": [],
+    }
     with Progress(total) as progress:
-        for label, sizes in configs.items():
-            results["configs"].append(measure(label, sizes, names, args, device, progress))
+        for label, sizes in plan.configs.items():
+            for workload in plan.workloads:
+                results["configs"].append(_layer_table(label, sizes, workload, plan.names, args, device, progress))
+        first = plan.workloads[0]
         if args.long:
-            ((long_label, long_sizes),) = _parse_configs(args.long_config).items()
-            results["long"] = measure(f"long {long_label}", long_sizes, long_names, args, device, progress)
-        sweep_args = argparse.Namespace(**{**vars(args), "repeats": max(3, args.repeats // 3)})
+            label, sizes = plan.long
+            results["long"] = _layer_table(f"long {label}", sizes, first, LONG_VARIANTS, args, device, progress)
+        if args.stack:
+            results["stack"] = _stack_table(plan.stack, plan.stack_names, args, device, progress)
+        if args.bf16:
+            results["bf16"] = [
+                _bf16_table(label, sizes, workload, args, device, progress)
+                for label, sizes in plan.configs.items()
+                for workload in plan.workloads
+            ]
+        if args.linearity:
+            results["linearity"] = _linearity(plan.linearity, args, device, progress)
+        sweep_names = [n for n in plan.names if n in SWEEP_VARIANTS]
         for axis, sizes in sweep:
             label = f"{axis}: n_a={sizes.n_a} m={sizes.m} T={sizes.T}"
-            measured = measure(label, sizes, sweep_names, sweep_args, device, progress)
+            measured = _layer_table(label, sizes, first, sweep_names, args, device, progress, sweep_repeats)
             results["sweep"] += [{**row, "axis": axis, "sizes": sizes._asdict()} for row in measured["rows"]]
+        if args.compile_time:  # last: it clears JAX's caches
+            results["compile_time"] = _compile_time(plan, args, progress)
     if args.train:
         from jaxrnn.charlm.train import training_throughput
 
@@ -207,41 +174,40 @@ def main(args: argparse.Namespace) -> int:
             "sizes": TRAIN_SIZES,
             "tokens_per_s": training_throughput(repeats=args.repeats, **TRAIN_SIZES),
         }
-    text = render(results)
+    return _write(results, args.out)
+
+
+def _compile_time(plan: options.Plan, args, progress) -> dict:
+    progress.describe(f"compile time: building {', '.join(plan.compile_names)}")
+    n_x, n_a, m = plan.compile_sizes
+    rows, skipped = compile_times(
+        plan.compile_names,
+        n_x,
+        n_a,
+        m,
+        plan.compile_lengths,
+        plan.compile_layers,
+        args.compile_repeats,
+        on_sample=progress.advance,
+    )
+    return {"sizes": {"n_x": n_x, "n_a": n_a, "m": m}, "rows": rows, "skipped": skipped}
+
+
+def _write(results: dict, out: str) -> int:
+    text = report.render(results)
     print(text)
-    report.write_atomically(os.path.join(args.out, "bench.md"), text + "\n")
-    report.write_json(os.path.join(args.out, "bench.json"), results)
-    if report.plot(os.path.join(args.out, "bench.png"), results):
-        print(f"\nwrote {args.out}/bench.md, bench.json, bench.png")
+    report.write_atomically(os.path.join(out, "bench.md"), text + "\n")
+    report.write_json(os.path.join(out, "bench.json"), results)
+    if report.plot(os.path.join(out, "bench.png"), results):
+        print(f"\nwrote {out}/bench.md, bench.json, bench.png")
     else:
-        print(f"\nwrote {args.out}/bench.md, bench.json (matplotlib not installed: no plot)")
+        print(f"\nwrote {out}/bench.md, bench.json (matplotlib not installed: no plot)")
+    found = disagreements(results)
+    if found:
+        print(
+            "jaxrnn bench: these variants do not compute the oracle's loss or gradients (see the tables):\n  "
+            + "\n  ".join(found),
+            file=sys.stderr,
+        )
+        return 1
     return 0
-
-
-def render(results: dict) -> str:
-    m = results["machine"]
-    parts = [
-        f"Machine: {m['device']} ({m['platform']}), {m['cpu_count']} CPU cores, {m['processor']}; "
-        f"jax {m['jax']}, Python {m['python']}; {m['date']}; dtype {results['dtype']}.",
-    ]
-    for config in results["configs"] + ([results["long"]] if "long" in results else []):
-        s = config["sizes"]
-        parts.append(
-            f"\n### {config['label']}: n_x={s['n_x']} n_a={s['n_a']} n_y={s['n_y']} m={s['m']} T={s['T']} "
-            f"(GEMM ceiling measured in the same rounds: {config['gemm_gflops']:.0f} GFLOP/s)\n"
-        )
-        parts.append(report.step_table(config["rows"]))
-        if config["skipped"]:
-            parts.append(f"\nskipped: {', '.join(config['skipped'])}")
-    if "training" in results:
-        sizes, rates = results["training"]["sizes"], results["training"]["tokens_per_s"]
-        parts.append(
-            f"\n### Training throughput of `jaxrnn train` (V={sizes['vocabulary_size']}, n_a={sizes['hidden_size']}, "
-            f"batch {sizes['batch_size']} × {sizes['chunk_length']} characters)\n"
-        )
-        parts.append("| gradient | tokens/s | relative to hand |\n|---|---:|---:|")
-        parts += [f"| {name} | {rate:,.0f} | {rate / rates['hand']:.2f} |" for name, rate in rates.items()]
-    if results["sweep"]:
-        parts.append("\n### Scaling sweep\n")
-        parts.append(report.sweep_table(results["sweep"]))
-    return "\n".join(parts)
