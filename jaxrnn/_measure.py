@@ -1,7 +1,7 @@
 """Measurement helpers shared by `jaxrnn bench` and `jaxrnn compare`.
 
 Timings are taken side by side in one process: the variants run interleaved
-(A B C A B C ...), so drift of a shared machine hits every variant alike; report medians
+(A B C, B C A, C A B, ...), so drift of a shared machine hits every variant alike; report medians
 and ratios, not single runs.
 """
 
@@ -59,10 +59,12 @@ def interleaved_timings(
         for run in variants.values():
             jax.block_until_ready(run())
     samples: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants)
     for i in range(repeats):
-        for name, run in variants.items():
+        # Each round starts one variant later, so no variant is always the one after a given other.
+        for name in order[i % len(order) :] + order[: i % len(order)]:
             start = time.perf_counter()
-            jax.block_until_ready(run())
+            jax.block_until_ready(variants[name]())
             samples[name].append(time.perf_counter() - start)
         if on_round is not None:
             on_round(i)
