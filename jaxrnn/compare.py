@@ -112,7 +112,7 @@ def count_equations(jaxpr) -> EquationCounts:
             if _jaxpr.is_scan(eqn):
                 inner = "backward" if _jaxpr.scan_is_reverse(eqn) else "forward"
             for sub in _jaxpr.sub_jaxprs(eqn):
-                walk(sub.eqns, inner)
+                walk(_jaxpr.equations_of(sub), inner)
 
     walk(_jaxpr.equations_of(jaxpr), None)
     return EquationCounts(counts["total"], counts["forward"], counts["backward"], counts["products"])

@@ -31,8 +31,8 @@ def test_scan_bodies_by_direction():
     jaxpr = jax.make_jaxpr(program)(jnp.ones(3), jnp.ones((5, 3)))
     (forward,) = _jaxpr.scan_bodies(jaxpr, reverse=False)
     (backward,) = _jaxpr.scan_bodies(jaxpr, reverse=True)
-    assert primitives(forward.eqns) == {"mul", "tanh"}
-    assert primitives(backward.eqns) == {"add", "sin"}
+    assert primitives(_jaxpr.equations_of(forward)) == {"mul", "tanh"}
+    assert primitives(_jaxpr.equations_of(backward)) == {"add", "sin"}
 
 
 def test_a_scan_without_a_readable_direction_raises_naming_the_jax_version():
