@@ -15,7 +15,6 @@ import jaxrnn
 N_X, N_A, N_Y, M, T_X = 3, 5, 4, 4, 6
 
 
-@functools.partial(jax.jit, static_argnums=1)
 def problem(key, dtype):
     """Random `(x, a0, parameters)`, labels `(m, T_x)`, per-token loss weights `(m, T_x)` and `ca (n_a, m, T_x)`."""
     k_problem, k_labels, k_weights, k_a = jax.random.split(key, 4)
