@@ -122,8 +122,8 @@ def test_layouts_equal_the_seed_layout_and_autodiff_float32(device, layout, reve
     seed_fn = jax.jit(jax.value_and_grad(lambda *a: loss("softmax", "hand", options, *a), argnums=(0, 1, 2)))
     seed_value, (dx, da0, dparams) = seed_fn(x, a0, params, labels, weights)
     value, grads = results["hand"]
-    np.testing.assert_allclose(value, seed_value, rtol=1e-6)
-    assert_trees_close(grads, (to_layout(dx), state(da0), dparams), 1e-6)
+    np.testing.assert_allclose(value, seed_value, rtol=TOLERANCE[jnp.float32])  # a float32 sum over every output
+    assert_trees_close(grads, (to_layout(dx), state(da0), dparams), TOLERANCE[jnp.float32])
     assert_trees_close(grads, results["autodiff"][1], TOLERANCE[jnp.float32])
 
 
