@@ -53,10 +53,16 @@ def stack_gradients(x, a0, layers, lengths, gradient, checkpoint_every=None):
 
 
 @pytest.mark.parametrize(
-    ("num_layers", "bidirectional", "head", "checkpoint_every"),
-    [(1, True, False, None), (2, False, True, None), (2, True, False, 4), (3, True, False, None), (3, False, False, 4)],
+    ("num_layers", "bidirectional", "head", "checkpoint_every", "masked"),
+    [
+        (1, True, False, None, True),
+        (2, False, True, None, True),
+        (2, True, False, 4, True),
+        (3, True, False, None, True),
+        (3, True, False, None, False),
+        (3, False, False, 4, True),
+    ],
 )
-@pytest.mark.parametrize("masked", [False, True])
 def test_stack_equals_autodiff_float64(x64, num_layers, bidirectional, head, checkpoint_every, masked):
     x, a0, layers = stack_problem(num_layers, bidirectional, head=head)
     lengths = LENGTHS if masked else None
