@@ -1,9 +1,13 @@
 """The default corpus, reading user files (and every way they can be unusable), the vocabulary."""
 
+import hashlib
+import sys
+
 import numpy as np
 import pytest
 
-from jaxrnn.charlm.corpus import Vocabulary, default_corpus, read_corpus, text_lines
+from jaxrnn.charlm import _corpus_digests
+from jaxrnn.charlm.corpus import Vocabulary, default_corpus, is_stable_default_corpus, read_corpus, text_lines
 from jaxrnn.charlm.errors import CharLMError
 
 
@@ -14,6 +18,15 @@ def test_default_corpus_is_prose_from_the_standard_library():
     assert text.isascii() and ">>>" not in text
     assert "Return" in text and "the" in text.split()
     assert len(Vocabulary.of(text)) < 100
+
+
+@pytest.mark.skipif(not (3, 11) <= sys.version_info[:2] <= (3, 13), reason="the corpus is pinned for Python 3.11-3.13")
+def test_default_corpus_is_the_same_text_under_every_supported_python():
+    text = default_corpus()
+    assert len(text) == _corpus_digests.CORPUS_CHARACTERS == 169_217
+    assert hashlib.sha256(text.encode()).hexdigest() == _corpus_digests.CORPUS_SHA256
+    assert is_stable_default_corpus(text) and not is_stable_default_corpus(text[:-1])
+    assert len(Vocabulary.of(text)) == 94
 
 
 def test_read_corpus_returns_the_utf8_text(tmp_path):

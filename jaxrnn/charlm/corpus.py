@@ -1,31 +1,25 @@
 """Text for the character-level model: the default corpus, user files, and the vocabulary.
 
-The default corpus is English prose every Python install carries: the paragraphs of the
-standard library's docstrings (module, class and function documentation of the modules in
-`CORPUS_MODULES`), without code examples. It is built at run time, nothing is downloaded, and
-it is the same text for the same Python version (about 180,000 characters, 94 distinct).
+The default corpus is English prose every Python install carries: paragraphs of the standard
+library's docstrings (module, class and function documentation of the modules in
+`_docstrings.CORPUS_MODULES`), without code examples. It is built at run time and nothing is
+downloaded. Docstrings change between Python releases, so the corpus keeps only the paragraphs
+that Python 3.11, 3.12 and 3.13 all have, named by their digests in `_corpus_digests.py`:
+the same 169,217 characters (94 distinct) under each, so a run started under one of them
+continues under another.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import hashlib
 import os
-import warnings
+import sys
 
 import numpy as np
 
+from jaxrnn.charlm import _corpus_digests
+from jaxrnn.charlm._docstrings import paragraph_digest, prose_paragraphs
 from jaxrnn.charlm.errors import CharLMError
-
-# Pure-Python modules of every CPython build whose docstrings are mostly prose.
-CORPUS_MODULES = (
-    "argparse collections functools itertools json textwrap string random statistics heapq bisect difflib "
-    "shutil os re pathlib typing inspect logging subprocess threading datetime calendar fractions decimal "
-    "contextlib dataclasses enum abc io csv zipfile tarfile tempfile glob fnmatch copy pprint operator math "
-    "unittest email.message urllib.parse queue sched base64 hmac secrets uuid locale codecs struct weakref "
-    "types traceback warnings doctest timeit ast tokenize configparser shlex optparse html mimetypes smtplib "
-    "cmd code gzip"
-).split()
 
 # Below this the default corpus is not worth training on (Python run with -OO strips docstrings).
 MINIMUM_DEFAULT_CORPUS = 20_000
@@ -34,33 +28,17 @@ MINIMUM_DEFAULT_CORPUS = 20_000
 # course's `x_1 = 0`.
 START = -1
 
+DEFAULT_CORPUS_NAME = "the standard library's docstrings"
+
 
 def default_corpus() -> str:
-    """The standard library's docstring paragraphs, one per line (see the module docstring).
+    """The default corpus: the paragraphs listed in `_corpus_digests`, in that order, one per line.
 
-    A paragraph is kept when it is prose: no indented or `>>>` lines, ASCII, at least 40
-    characters, starting with a capital letter, not seen before.
+    Under a Python other than 3.11–3.13 some listed paragraphs may be missing; the corpus is
+    then the ones found (`is_stable_default_corpus` tells).
     """
-    seen: set[str] = set()
-    paragraphs = []
-    for name in CORPUS_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        for documented in (module, *_public_members(module)):
-            with warnings.catch_warnings():  # some members (typing.io) warn when their docstring is read
-                warnings.simplefilter("ignore", DeprecationWarning)
-                docstring = inspect.getdoc(documented) or ""
-            for paragraph in docstring.split("\n\n"):
-                lines = paragraph.splitlines()
-                if not lines or any(line.startswith((" ", "\t", ">>>")) for line in lines):
-                    continue
-                text = " ".join(line.strip() for line in lines)
-                if len(text) >= 40 and text[0].isupper() and text.isascii() and text not in seen:
-                    seen.add(text)
-                    paragraphs.append(text)
-    corpus = "".join(paragraph + "\n" for paragraph in paragraphs)
+    found = {paragraph_digest(paragraph): paragraph for paragraph in prose_paragraphs()}
+    corpus = "".join(found[d] + "\n" for d in _corpus_digests.PARAGRAPH_DIGESTS if d in found)
     if len(corpus) < MINIMUM_DEFAULT_CORPUS:
         raise CharLMError(
             f"the default corpus (standard-library docstrings) has only {len(corpus)} characters "
@@ -69,22 +47,21 @@ def default_corpus() -> str:
     return corpus
 
 
-def _public_members(module):
-    members = sorted(vars(module).items())
-    return [
-        value
-        for name, value in members
-        if not name.startswith("_")
-        and (inspect.isclass(value) or inspect.isroutine(value))
-        and getattr(value, "__module__", None) == module.__name__
-    ]
+def is_stable_default_corpus(text: str) -> bool:
+    """Whether `text` is the default corpus as Python 3.11–3.13 build it."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() == _corpus_digests.CORPUS_SHA256
 
 
-def read_corpus(path: str) -> str:
+def python_version() -> str:
+    return ".".join(str(part) for part in sys.version_info[:3])
+
+
+def read_corpus(path: str, flag: str = "--data") -> str:
     """The text of a UTF-8 file, with one clear `CharLMError` for each way it can be unusable.
 
     Args:
       path: a file path.
+      flag: the option that named it, for the messages.
 
     Returns:
       The decoded text (line endings as in the file; a leading byte-order mark dropped).
@@ -93,26 +70,26 @@ def read_corpus(path: str) -> str:
       CharLMError: missing, not a regular file, unreadable, empty, binary (NUL bytes) or not UTF-8.
     """
     if not os.path.exists(path):
-        raise CharLMError(f"--data {path}: no such file")
+        raise CharLMError(f"{flag} {path}: no such file")
     if not os.path.isfile(path):
-        raise CharLMError(f"--data {path}: not a regular file")
+        raise CharLMError(f"{flag} {path}: not a regular file")
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:
-        raise CharLMError(f"--data {path}: cannot read it ({err.strerror})") from None
+        raise CharLMError(f"{flag} {path}: cannot read it ({err.strerror})") from None
     if b"\0" in raw:
         offset = raw.index(b"\0")
-        raise CharLMError(f"--data {path}: looks binary (NUL byte at offset {offset}); expected UTF-8 text")
+        raise CharLMError(f"{flag} {path}: looks binary (NUL byte at offset {offset}); expected UTF-8 text")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise CharLMError(
-            f"--data {path}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
+            f"{flag} {path}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
             f"convert it, e.g. iconv -t UTF-8"
         ) from None
     if not text.strip():
-        raise CharLMError(f"--data {path}: empty (no characters other than whitespace)")
+        raise CharLMError(f"{flag} {path}: empty (no characters other than whitespace)")
     return text
 
 
