@@ -17,6 +17,7 @@ COMMANDS = {
     "compare": ("jaxrnn.compare", "the hand-derived backward next to jax.grad: jaxpr size, residuals, memory, time"),
     "train": ("jaxrnn.charlm.train_cli", "train a character-level language model with the RNN"),
     "sample": ("jaxrnn.charlm.sample_cli", "generate text from a checkpoint of jaxrnn train"),
+    "eval": ("jaxrnn.charlm.eval_cli", "held-out NLL (nats and bits per character) of a checkpoint of jaxrnn train"),
 }
 
 

@@ -5,7 +5,7 @@ import os
 from jaxrnn.charlm import parallel
 from jaxrnn.charlm.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from jaxrnn.charlm.config import TrainConfig
-from jaxrnn.charlm.data import corpus_vocabulary, make_dataset
+from jaxrnn.charlm.dataset import prepare
 from jaxrnn.charlm.loop import run_training
 from jaxrnn.charlm.train import initial_state, state_from_checkpoint
 
@@ -17,7 +17,17 @@ NAMES_TEXT = "".join(word + "\n" for word in WORDS)
 STREAM_TEXT = " ".join(WORDS * 4) + "\n"
 
 # Each line of NAMES_TEXT spans 1 to 3 chunks of 4 characters: carried states and resets both occur.
-TINY = dict(hidden_size=16, batch_size=4, chunk_length=4, sample_length=8, learning_rate=0.01, temperature=1.0)
+# The default held-out set: 2 of the 26 lines, or the last 10% of the stream.
+TINY = dict(
+    hidden_size=16,
+    batch_size=4,
+    chunk_length=4,
+    sample_length=8,
+    learning_rate=0.01,
+    warmup_steps=0,
+    temperature=1.0,
+    eval_every=5,
+)
 
 
 def tiny_config(steps: int, lines: bool = True, **overrides) -> TrainConfig:
@@ -28,17 +38,16 @@ def text_of(config: TrainConfig) -> str:
     return NAMES_TEXT if config.lines else STREAM_TEXT
 
 
-def run(config: TrainConfig, out_dir, resume: bool = False, on_step=None, devices=None):
+def run(config: TrainConfig, out_dir, resume: bool = False, on_step=None, devices=None, data=None):
     """Trains like `jaxrnn train` (from scratch, or from the checkpoint in `out_dir`); returns the RunResult."""
-    text = text_of(config)
-    vocabulary = corpus_vocabulary(text, config.lines)
-    dataset = make_dataset(text, vocabulary, config.lines, config.batch_size, config.chunk_length, config.seed)
+    data = data or prepare(config, text_of(config))
     mesh = parallel.batch_mesh(devices)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, CHECKPOINT_NAME)
     if resume:
         checkpoint = load_checkpoint(path)
-        state, losses = state_from_checkpoint(checkpoint, config, mesh), list(checkpoint.losses)
+        state = state_from_checkpoint(checkpoint, config, mesh)
+        losses, validation = list(checkpoint.losses), checkpoint.validation.tolist()
     else:
-        state, losses = initial_state(config, len(vocabulary), mesh), []
-    return run_training(config, vocabulary, dataset, state, losses, mesh, path, on_step=on_step)
+        state, losses, validation = initial_state(config, len(data.vocabulary), mesh), [], []
+    return run_training(config, data, state, losses, validation, mesh, path, on_step=on_step)

@@ -1,6 +1,9 @@
-"""Checkpoints: exact round trip, atomic writes, and clear errors for anything unreadable."""
+"""Checkpoints: exact round trip, atomic and durable writes, file modes, and clear errors for anything unreadable."""
 
+import io
+import json
 import os
+import stat
 import zipfile
 
 import numpy as np
@@ -18,23 +21,26 @@ def make_checkpoint(step=3, n_a=5, seed=0):
     config = TrainConfig(hidden_size=n_a, batch_size=2).to_dict()
     rng = np.random.default_rng(seed)
     V = len(vocabulary)
-    shapes = {"Wax": (n_a, V), "Waa": (n_a, n_a), "Wya": (V, n_a), "ba": (n_a, 1), "by": (V, 1)}
+    shapes = {"Wax": (n_a, V), "Waa": (n_a, n_a), "Wya": (V, n_a), "ba": (n_a, 1), "by": (V, 1), "a0": (n_a,)}
     params = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
     opt_state = [np.asarray(step, np.int32), *(rng.standard_normal(s).astype(np.float32) for s in shapes.values())]
-    hidden = rng.standard_normal((n_a, 2)).astype(np.float32)
+    hidden = rng.standard_normal((2, n_a)).astype(np.float32)
     key = np.asarray([0, 42], np.uint32)
-    return Checkpoint(config, vocabulary, step, params, opt_state, hidden, key, rng.random(step).astype(np.float32))
+    losses = rng.random(step).astype(np.float32)
+    validation = np.asarray([[2, 1.5], [3, 1.25]])
+    return Checkpoint(config, vocabulary, step, params, opt_state, hidden, key, losses, validation, "ab" * 32)
 
 
 def assert_checkpoints_equal(actual, expected):
     assert actual.config == expected.config and actual.vocabulary == expected.vocabulary
-    assert actual.step == expected.step
+    assert actual.step == expected.step and actual.data_digest == expected.data_digest
+    assert sorted(actual.params) == sorted(expected.params)
     for name in expected.params:
         np.testing.assert_array_equal(actual.params[name], expected.params[name], strict=True)
     assert len(actual.opt_state) == len(expected.opt_state)
     for a, e in zip(actual.opt_state, expected.opt_state):
         np.testing.assert_array_equal(a, e, strict=True)
-    for field in ("hidden", "key", "losses"):
+    for field in ("hidden", "key", "losses", "validation"):
         np.testing.assert_array_equal(getattr(actual, field), getattr(expected, field), strict=True)
 
 
@@ -46,6 +52,33 @@ def test_round_trip_is_exact(tmp_path):
     with zipfile.ZipFile(path) as archive:  # plain numpy arrays, nothing pickled
         assert all(name.endswith(".npy") for name in archive.namelist())
     np.load(path, allow_pickle=False)["header"]
+
+
+def test_the_file_has_the_mode_of_a_new_file_under_the_umask(tmp_path):
+    path = str(tmp_path / "checkpoint.npz")
+    previous = os.umask(0o027)
+    try:
+        save_checkpoint(path, make_checkpoint())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    save_checkpoint(path, make_checkpoint())  # the umask the suite runs under
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~previous
+
+
+def test_the_directory_is_flushed_after_the_rename(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint.npz")
+    flushed = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        is_directory = stat.S_ISDIR(os.fstat(descriptor).st_mode)
+        flushed.append(("directory" if is_directory else "file", os.path.exists(path)))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", fsync)
+    save_checkpoint(path, make_checkpoint())
+    assert flushed == [("file", False), ("directory", True)]  # the data, then the new name
 
 
 def _failing_savez(error):
@@ -89,8 +122,6 @@ def _flipped(data):
 
 
 def _other_npz(_):
-    import io
-
     buffer = io.BytesIO()
     np.savez(buffer, weights=np.ones(3))
     return buffer.getvalue()
@@ -118,6 +149,20 @@ def test_inconsistent_contents_are_rejected(tmp_path):
     wrong_vocabulary = make_checkpoint()._replace(vocabulary=Vocabulary("\nabcd"))
     save_checkpoint(path, wrong_vocabulary)
     with pytest.raises(CharLMError, match="n_x=4, n_y=4 but a vocabulary of 5 characters"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_format_says_so(tmp_path):
+    path = str(tmp_path / "checkpoint.npz")
+    save_checkpoint(path, make_checkpoint())
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(str(arrays["header"]))
+    arrays["header"] = np.asarray(json.dumps({**header, "format": "jaxrnn.charlm.checkpoint/1"}))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    open(path, "wb").write(buffer.getvalue())
+    with pytest.raises(CharLMError, match=r"written by another version of jaxrnn \(format jaxrnn.charlm.checkpoint/1"):
         load_checkpoint(path)
 
 

@@ -12,6 +12,10 @@ import pytest
 from _charlm_helpers import NAMES_TEXT, TINY
 
 from jaxrnn.charlm.checkpoint import load_checkpoint
+from jaxrnn.charlm.config import TrainConfig
+from jaxrnn.charlm.data import split_lines
+from jaxrnn.charlm.dataset import prepare
+from jaxrnn.charlm.evaluate import heldout_nll
 from jaxrnn.cli import main
 
 DINOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "dinos.txt")
@@ -47,20 +51,48 @@ def assert_one_line_error(capsys, command, *fragments):
         assert fragment in err, err
 
 
-def test_train_writes_checkpoint_and_plot_and_sample_generates(tmp_path, names, capsys):
+def test_train_writes_checkpoint_best_and_plot_and_eval_repeats_its_figure(tmp_path, names, capsys):
     out = tmp_path / "run"
-    assert train(names, out, "--steps", "40", "--sample-every", "20") == 0
+    assert train(names, out, "--steps", "40", "--sample-every", "20", "--eval-every", "20") == 0
     printed = capsys.readouterr().out
-    for text in ("sample at step 0:", "sample at step 20:", "sample at step 40:", "jaxrnn train: done, step 40"):
+    for text in ("held out: 2 lines drawn with seed 0", "sample at step 20:", "held-out at step 40: ", "done, step 40"):
         assert text in printed
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "loss.png"]
+    assert sorted(os.listdir(out)) == ["best.npz", "checkpoint.npz", "loss.png"]
     assert open(out / "loss.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert load_checkpoint(str(out / "checkpoint.npz")).step == 40
+    checkpoint = load_checkpoint(str(out / "checkpoint.npz"))
+    assert checkpoint.step == 40 and checkpoint.validation[:, 0].tolist() == [20, 40]
+    best = load_checkpoint(str(out / "best.npz"))
+    assert best.validation[-1, 1] == checkpoint.validation[:, 1].min()
 
-    draw = lambda *flags: (main(["sample", "--checkpoint", str(out / "checkpoint.npz"), *flags]), capsys.readouterr())
-    (status, first), (_, again), (_, other) = (draw("--prime", "al", "--length", "30", "--seed", s) for s in "110")
-    assert status == 0 and first.out == again.out and first.out != other.out
-    assert first.out.startswith("al") and len(first.out) == len("al") + 30 + 1  # + print's newline
+    # `jaxrnn eval` on the run's own held-out set, and on a file of the same lines, gives the figure of training.
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.npz")]) == 0
+    own = capsys.readouterr().out
+    assert own.startswith(f"held-out set: {checkpoint.validation[-1, 1]:.4f} nats/char (")
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("".join(line + "\n" for line in split_lines(NAMES_TEXT.split(), None, seed=0)[1]))
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.npz"), "--data", str(held_out)]) == 0
+    assert f": {checkpoint.validation[-1, 1]:.4f} nats/char" in capsys.readouterr().out
+    data = prepare(TrainConfig.from_dict(checkpoint.config), NAMES_TEXT)
+    assert heldout_nll(checkpoint.params, data.heldout) == checkpoint.validation[-1, 1]  # bitwise
+
+
+def test_sample_draws_independent_examples_that_start_with_the_prime(finished_run, capsys):
+    checkpoint = str(finished_run / "checkpoint.npz")
+
+    def draw(*flags):
+        assert main(["sample", "--checkpoint", checkpoint, "--temperature", "2", *flags]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    first, again, other_seed = draw("--seed", "1"), draw("--seed", "1"), draw("--seed", "2")
+    assert len(first) == 10 and first == again and first != other_seed
+    assert len(set(first)) > 5  # the examples of one call are not copies of one another
+    primed, other_prime = draw("--prime", "al", "--num", "30"), draw("--prime", "ox", "--num", "30")
+    assert all(name.startswith("al") for name in primed) and all(name.startswith("ox") for name in other_prime)
+    assert [name[2:] for name in primed] != [name[2:] for name in other_prime]
+    assert draw("--num", "3") == draw()[:3]  # sample i does not depend on how many are drawn
+    greedy = draw("--top-k", "1", "--seed", "1")
+    assert greedy == draw("--top-k", "1", "--seed", "2") and len(set(greedy)) == 1  # the most likely, every time
+    assert len(draw("--length", "3", "--top-k", "2")[0]) <= 3
 
 
 @pytest.mark.parametrize(
@@ -106,6 +138,10 @@ def test_resume_refuses_another_vocabulary_or_shape(tmp_path, finished_run, name
     assert_one_line_error(capsys, "train", "vocabulary", "differs")
     assert train(names, finished_run, "--resume", "--steps", "6", "--hidden-size", "32") == 2
     assert_one_line_error(capsys, "train", "--hidden-size 32 differs from 16")
+    fewer = tmp_path / "fewer.txt"
+    fewer.write_text(NAMES_TEXT.replace("mike\n", ""))  # the same characters, not the same text
+    assert main(["train", "--data", str(fewer), "--out", str(finished_run), "--resume", "--steps", "6"]) == 2
+    assert_one_line_error(capsys, "train", "the data's text differs from the text", "was trained on (sha256 ")
     assert snapshot(finished_run) == before
     assert train(names, finished_run, "--resume", "--steps", "5") == 0  # the same data continues
     assert load_checkpoint(str(finished_run / "checkpoint.npz")).step == 5
@@ -137,14 +173,50 @@ def test_an_unwritable_output_directory_is_refused(tmp_path, names, capsys):
         assert os.listdir(locked) == []
 
 
-def test_sample_refuses_bad_arguments(finished_run, capsys):
+def test_sample_and_eval_refuse_bad_arguments(tmp_path, finished_run, capsys):
     checkpoint = str(finished_run / "checkpoint.npz")
     assert main(["sample", "--checkpoint", checkpoint, "--prime", "ALPHA"]) == 2
     assert_one_line_error(capsys, "sample", "--prime has characters outside the model's vocabulary: 'AHLP'")
     assert main(["sample", "--checkpoint", checkpoint, "--temperature", "0"]) == 2
     assert_one_line_error(capsys, "sample", "--temperature 0.0: expected a positive number")
+    assert main(["sample", "--checkpoint", checkpoint, "--top-k", "0"]) == 2
+    assert_one_line_error(capsys, "sample", "--top-k 0: expected a positive integer")
+    assert main(["sample", "--checkpoint", checkpoint, "--num", "0"]) == 2
+    assert_one_line_error(capsys, "sample", "--num 0: expected a positive integer")
     assert main(["sample", "--checkpoint", str(finished_run / "none.npz")]) == 2
     assert_one_line_error(capsys, "sample", "no checkpoint at")
+    other = tmp_path / "other.txt"
+    other.write_text("Zebra\n")
+    assert main(["eval", "--checkpoint", checkpoint, "--data", str(other)]) == 2
+    assert_one_line_error(capsys, "eval", f"--data {other} has characters outside the model's vocabulary: 'Z'")
+    assert main(["eval", "--checkpoint", checkpoint, "--data", str(tmp_path / "none.txt")]) == 2
+    assert_one_line_error(capsys, "eval", "no such file")
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--val-fraction", "1.5"], "--val-fraction 1.5: expected a number from 0 (no held-out set) up to"),
+        (["--val-fraction", "-0.1"], "--val-fraction -0.1: expected a number from 0"),
+        (["--val-fraction", "nan"], "--val-fraction nan: expected a number from 0"),
+        (["--val-fraction", "0.01"], "--val-fraction 0.01 holds out no line of 26; raise it, or pass 0"),
+        (["--val-fraction", "0.9"], "holding out 23 of 26 lines leaves 3 to train on, fewer than --batch-size 4"),
+        (["--val-data", "MISSING"], "--val-data MISSING: no such file"),
+        (["--val-data", "EMPTY"], "--val-data EMPTY: empty"),
+        (["--val-data", "NAMES", "--val-fraction", "0.2"], "--val-data and --val-fraction both choose the held-out"),
+        (["--eval-every", "0"], "--eval-every 0: expected a positive integer"),
+    ],
+    ids=["above-1", "negative", "nan", "nothing-held-out", "nothing-left", "missing", "empty", "both", "eval-every"],
+)
+def test_bad_held_out_settings_are_refused_before_anything_is_written(tmp_path, names, capsys, flags, fragment):
+    (tmp_path / "EMPTY").write_text("")
+    paths = {"MISSING": str(tmp_path / "MISSING"), "EMPTY": str(tmp_path / "EMPTY"), "NAMES": names}
+    flags = [paths.get(value, value) for value in flags]
+    assert train(names, tmp_path / "run", *flags) == 2
+    assert_one_line_error(
+        capsys, "train", fragment.replace("MISSING", paths["MISSING"]).replace("EMPTY", paths["EMPTY"])
+    )
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_bad_flags_are_refused(tmp_path, names, capsys):
@@ -163,8 +235,9 @@ def test_training_runs_without_the_cli_extra(tmp_path, names, capsys, monkeypatc
     assert train(names, tmp_path / "run", "--steps", "20") == 0
     captured = capsys.readouterr()
     assert captured.err.count("rich is not installed") == 1 and captured.err.count("matplotlib is not installed") == 1
-    assert "step 20/20  loss " in captured.out and " tokens/s  ETA " in captured.out
-    assert os.listdir(tmp_path / "run") == ["checkpoint.npz"]
+    assert "step 20/20  loss " in captured.out and " chars/s  ETA " in captured.out
+    assert "step 20/20  held-out " in captured.out and " bits/char)" in captured.out
+    assert sorted(os.listdir(tmp_path / "run")) == ["best.npz", "checkpoint.npz"]
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, names):
@@ -202,7 +275,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, names):
     assert 25 <= step < 1_000_000
     assert train(names, out, "--resume", "--steps", str(step + 3)) == 0
     saved = load_checkpoint(str(out / "checkpoint.npz"))
-    assert saved.step == step + 3 and np.all(np.isfinite(saved.losses[~np.isnan(saved.losses)]))
+    assert saved.step == step + 3 and np.all(np.isfinite(saved.losses))
 
 
 @pytest.mark.skipif(not os.path.exists(DINOS), reason="../shared/data/dinos.txt is not there")

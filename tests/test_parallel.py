@@ -6,9 +6,11 @@ every wait with a timeout, so a hang fails the test instead of stalling the suit
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import jax.numpy as jnp
 import numpy as np
@@ -60,8 +62,8 @@ def test_sharded_gradients_equal_single_device_gradients(sharded):
 
 def test_a_sharded_train_step_runs_and_matches_one_device(sharded):
     facts, arrays = sharded
-    assert facts["hidden_spec"] == [None, "batch"]
-    assert facts["hidden_shards"] == [[8, 2]] * 8  # (n_a, m / 8) on each device
+    assert facts["hidden_spec"] == ["batch", None]
+    assert facts["hidden_shards"] == [[2, 8]] * 8  # (m / 8, n_a) on each device
     params_all, params_one = unflatten(arrays, "params_all"), unflatten(arrays, "params_one")
     assert_trees_close(params_all, params_one, TOLERANCE[jnp.float32])
 
@@ -81,17 +83,21 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_train_like_one(tmp_path):
-    names = tmp_path / "names.txt"
-    names.write_text(NAMES_TEXT)
-    flags = ["--data", str(names), "--lines", "--hidden-size", "16", "--batch-size", "8", "--chunk-length", "4"]
-    flags += ["--steps", "6", "--optimizer", "sgd", "--learning-rate", "0.5", "--sample-length", "0"]
-    flags += ["--coordinator-timeout", "60"]  # ignored by the single-process run
+# A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": the
+# processes install Python's own handler first, so they get Ctrl-C as they would in a terminal.
+LAUNCHER = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from jaxrnn.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def start_processes(tmp_path, flags_of):
+    """Two `jaxrnn train` processes of one run (2 CPU devices each); `flags_of(i)`: process i's own flags."""
     coordinator = f"127.0.0.1:{free_port()}"
     distributed = lambda i: ["--coordinator", coordinator, "--num-processes", "2", "--process-id", str(i)]
-    processes = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxrnn", "train", *flags, "--out", str(tmp_path / "two"), *distributed(i)],
+            [sys.executable, "-c", LAUNCHER, "train", *flags_of(i), *distributed(i)],
             cwd=REPOSITORY,
             env=cpu_environment(2),  # 2 processes × 2 devices: a mesh of 4
             stdout=subprocess.PIPE,
@@ -100,19 +106,81 @@ def test_two_processes_train_like_one(tmp_path):
         )
         for i in range(2)
     ]
+
+
+def finish(processes, before=None):
+    """Waits for both processes (at most TIMEOUT_S; `before(processes)` first); returns their outputs."""
+    watchdog = threading.Timer(TIMEOUT_S, lambda: [p.kill() for p in processes])
+    watchdog.start()
     try:
-        outputs = [p.communicate(timeout=TIMEOUT_S)[0] for p in processes]
+        if before is not None:
+            before(processes)
+        return [p.communicate()[0] for p in processes]
     finally:
+        watchdog.cancel()
         for p in processes:
             p.kill()
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    assert "on 4 cpu device(s) in 2 processes" in outputs[0]
+
+
+def names_flags(tmp_path, text=NAMES_TEXT, name="names.txt"):
+    names = tmp_path / name
+    names.write_text(text)
+    flags = ["--data", str(names), "--lines", "--hidden-size", "16", "--batch-size", "8", "--chunk-length", "4"]
+    return [*flags, "--coordinator-timeout", "60"]  # ignored by a single-process run
+
+
+def test_two_processes_train_like_one(tmp_path):
+    flags = [*names_flags(tmp_path), "--steps", "6", "--optimizer", "sgd", "--learning-rate", "0.5"]
+    flags += ["--sample-length", "0", "--eval-every", "3"]
+    outputs = finish(start_processes(tmp_path, lambda i: [*flags, "--out", str(tmp_path / "two")]))
+    assert "on 4 cpu device(s) in 2 processes" in outputs[0], outputs
+    assert "done, step 6" in outputs[0] and "held-out" in outputs[0], outputs
 
     assert main(["train", *flags, "--out", str(tmp_path / "one")]) == 0
     two, one = (load_checkpoint(str(tmp_path / d / "checkpoint.npz")) for d in ("two", "one"))
     assert two.step == one.step == 6
     assert_trees_close(two.params, one.params, TOLERANCE[jnp.float32])
     assert relative_error(two.hidden, one.hidden) <= TOLERANCE[jnp.float32]  # gathered from both processes
-    steps_with_targets = np.isfinite(one.losses)  # a chunk of padding only has loss NaN
-    np.testing.assert_array_equal(np.isfinite(two.losses), steps_with_targets)
-    assert relative_error(two.losses[steps_with_targets], one.losses[steps_with_targets]) <= TOLERANCE[jnp.float32]
+    assert relative_error(two.losses, one.losses) <= TOLERANCE[jnp.float32]
+    assert relative_error(two.validation, one.validation) <= TOLERANCE[jnp.float32]
+
+
+@pytest.mark.parametrize("fault", ["other-data", "no-data"])
+def test_a_process_with_other_or_no_data_stops_every_process_with_a_clear_error(tmp_path, fault):
+    for i in range(2):
+        (tmp_path / str(i)).mkdir()
+    other = NAMES_TEXT.replace("mike", "mick")  # process 1 reads another file, or none
+
+    def flags(i):
+        own = names_flags(tmp_path / str(i), NAMES_TEXT if i == 0 else other)
+        if i == 1 and fault == "no-data":
+            os.remove(own[1])
+        return [*own, "--steps", "2", "--out", str(tmp_path / "run")]
+
+    processes = start_processes(tmp_path, flags)
+    outputs = finish(processes)
+    assert [p.returncode for p in processes] == [2, 2], outputs
+    if fault == "other-data":
+        for output in outputs:
+            assert "jaxrnn train: process 1 has other data or settings than process 0 (sha256 " in output, output
+    else:
+        assert "jaxrnn train: process 1 could not start (see its message)" in outputs[0], outputs
+        assert f"jaxrnn train: --data {tmp_path / '1' / 'names.txt'}: no such file" in outputs[1], outputs
+    assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
+
+
+def test_ctrl_c_on_one_process_stops_every_process_after_the_same_step(tmp_path):
+    flags = [*names_flags(tmp_path), "--steps", "1000000", "--checkpoint-every", "1000000"]
+    flags += ["--sample-every", "5", "--sample-length", "4"]
+    processes = start_processes(tmp_path, lambda i: [*flags, "--out", str(tmp_path / "run")])
+
+    def interrupt_process_1_at_step_5(processes):
+        for line in processes[0].stdout:
+            if line.startswith("sample at step 5:"):
+                break
+        processes[1].send_signal(signal.SIGINT)
+
+    outputs = finish(processes, before=interrupt_process_1_at_step_5)
+    assert [p.returncode for p in processes] == [130, 130], outputs
+    assert "interrupted at step" in outputs[0] and "--resume" in outputs[0], outputs
+    assert 5 <= load_checkpoint(str(tmp_path / "run" / "checkpoint.npz")).step < 1_000_000

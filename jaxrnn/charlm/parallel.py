@@ -7,11 +7,17 @@ there is no hand-written communication. The same code runs on several processes 
 after `initialize_distributed`: the mesh then spans every process's devices, each process
 computes the same global batch on the host and hands its devices their rows.
 
-Layouts: character ids and weights `(m, T)` are split on axis 0, the carried hidden state
-`(n_a, m)` on axis 1 (the seed's batch axis), scalars and parameters are replicated.
+Layouts: character ids `(m, W)`, row lengths `(m,)` and the carried hidden state `(m, n_a)`
+are split on axis 0; scalars and parameters are replicated.
+
+Processes must agree: at start-up they exchange a digest of their data and settings
+(`agree_at_start`), and in every step a stop code (`process_codes`), so that an interrupted
+or failed process stops all of them after the same step instead of leaving them waiting.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import numpy as np
@@ -68,13 +74,53 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def rows(mesh: Mesh) -> NamedSharding:
-    """`(m, T)` arrays split over the batch axis 0."""
+    """`(m, …)` arrays (character ids, the hidden state) split over the batch axis 0."""
     return NamedSharding(mesh, PartitionSpec(BATCH, None))
 
 
-def columns(mesh: Mesh) -> NamedSharding:
-    """Seed-layout `(n_a, m)` arrays split over the batch axis 1."""
-    return NamedSharding(mesh, PartitionSpec(None, BATCH))
+def vector(mesh: Mesh) -> NamedSharding:
+    """`(m,)` arrays (and one entry per device) split over the batch axis."""
+    return NamedSharding(mesh, PartitionSpec(BATCH))
+
+
+@functools.lru_cache(maxsize=16)
+def process_codes(code: int, mesh: Mesh) -> jax.Array:
+    """`(devices,)` int32: `code` on this process's devices (the other processes fill theirs)."""
+    devices = mesh.devices.size
+    return jax.make_array_from_callback((devices,), vector(mesh), lambda index: np.full(devices, code, np.int32)[index])
+
+
+def agree_at_start(digest: str, failure: str | None) -> None:
+    """Checks that every process starts the same run, on every process.
+
+    Args:
+      digest: sha256 (hex) of this process's data and settings.
+      failure: why this process cannot start, or None.
+
+    Raises:
+      CharLMError: on every process, when a process failed (its own message there) or when
+        the digests differ.
+    """
+    if jax.process_count() == 1:
+        if failure is not None:
+            raise CharLMError(failure)
+        return
+    payload = bytes(32) if failure is not None else bytes.fromhex(digest)  # the same size from every process
+    mine = np.concatenate([[np.uint8(failure is not None)], np.frombuffer(payload, np.uint8)])
+    everyone = np.asarray(multihost_utils.process_allgather(mine))  # (processes, 33)
+    if failure is not None:
+        raise CharLMError(failure)
+    failed = [i for i in range(len(everyone)) if everyone[i, 0]]
+    if failed:
+        raise CharLMError(f"process {failed[0]} could not start (see its message); every process stops")
+    digests = [bytes(row[1:]).hex() for row in everyone]
+    differing = [i for i, d in enumerate(digests) if d != digests[0]]
+    if differing:
+        i = differing[0]
+        raise CharLMError(
+            f"process {i} has other data or settings than process 0 (sha256 {digests[i][:12]}… against "
+            f"{digests[0][:12]}…); start every process with the same data, --val-data, flags and checkpoint"
+        )
 
 
 def to_global(value, sharding: NamedSharding) -> jax.Array:

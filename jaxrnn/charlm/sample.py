@@ -1,12 +1,17 @@
-"""Generating text from a trained model, one character at a time.
+"""Generating text from a trained model, one character at a time, several samples side by side.
 
-The model first reads `START` (the zero input) and the prime with the seed's
-`rnn_cell_forward`; then each step draws the next character `c ~ softmax(o_t / temperature)`
-(`o_t = Wya a_t + by`, so the weights are `y_t^(1/temperature)`) and feeds it back:
-`a_{t+1} = tanh(Waa a_t + Wax onehot(c) + ba)`. Below temperature 1 the draw favours likely
-characters, above 1 it flattens the distribution. With `lines` (a model of one example per
-line), a drawn "\\n" ends the example: the state goes back to zero and the next example starts
-from `START`, so the output is one example per line.
+Each sample starts from the model's initial state (learned `a0`, or zeros), reads `START` and
+the prime with `jaxrnn.rnn_step`, then draws the next character `c ~ softmax(o_t / temperature)`
+(`o_t = Wya a_t + by`; with `top_k`, only the k largest logits stay) and feeds it back. Below
+temperature 1 the draw favours likely characters, above 1 it flattens the distribution.
+
+With `lines` (a model of one example per line, like names) a sample is one example: it starts
+with the prime and ends at its first "\\n" (or after `length` characters). Otherwise a sample is
+the prime followed by `length` characters.
+
+Sample `i` draws from `fold_in(key, i)` and its character `t` from `fold_in(fold_in(key, i), t)`:
+the samples of one call are independent of each other, and the first `n` samples are the same
+whatever `num ≥ n` is asked for.
 """
 
 from __future__ import annotations
@@ -17,59 +22,87 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import rnn_cell_forward
+from jaxrnn import rnn_step
 from jaxrnn.charlm.corpus import START, Vocabulary
 from jaxrnn.charlm.errors import CharLMError
+from jaxrnn.charlm.evaluate import initial_hidden
+
+NO_CHARACTER = -2  # matches no id: text mode has no end of example
 
 
 def generate(
-    params, vocabulary: Vocabulary, *, key, prime: str = "", temperature: float = 1.0, length: int = 200, lines=False
-) -> str:
-    """`prime` followed by `length` drawn characters.
+    params,
+    vocabulary: Vocabulary,
+    *,
+    key,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    length: int = 200,
+    lines: bool = False,
+    num: int = 1,
+) -> list[str]:
+    """`num` samples, each `prime` followed by what the model draws.
 
     Args:
-      params: the parameter dict of a model over `vocabulary` (`Wax (n_a, V)`, …).
+      params: the parameters of a model over `vocabulary` (`Wax (n_a, V)`, …, and `a0` when learned).
       vocabulary: the model's characters.
       key: a `jax.random` key.
-      prime: text the model reads before drawing; every character must be in `vocabulary`.
+      prime: text each sample starts with; every character must be in `vocabulary`.
       temperature: > 0; the logits are divided by it.
-      length: characters to draw (≥ 0).
-      lines: each "\\n" ends an example and restarts from `START`.
+      top_k: draw only among the `top_k` most likely characters (None: among all).
+      length: characters to draw per sample (≥ 0); with `lines`, the most per example.
+      lines: a sample is one example, ending at its first "\\n" (not included).
+      num: the number of samples (≥ 1).
 
     Returns:
-      `prime + drawn text`.
+      The samples, `prime + drawn text` each.
     """
     if not temperature > 0:
         raise CharLMError(f"--temperature {temperature}: expected a positive number")
     if length < 0:
         raise CharLMError(f"--length {length}: expected 0 or more")
+    if num < 1:
+        raise CharLMError(f"--num {num}: expected a positive integer")
+    if top_k is not None and top_k < 1:
+        raise CharLMError(f"--top-k {top_k}: expected a positive integer")
     prime_ids = np.concatenate([[START], vocabulary.encode(prime, "--prime")]).astype(np.int32)
-    newline = int(vocabulary.encode("\n")[0]) if lines and "\n" in vocabulary else -2  # -2: no id matches
+    newline = int(vocabulary.encode("\n")[0]) if lines and "\n" in vocabulary else NO_CHARACTER
+    k = len(vocabulary) if top_k is None else min(top_k, len(vocabulary))
     params = {name: jnp.asarray(value) for name, value in params.items()}
-    drawn = _draw(params, jnp.asarray(prime_ids), key, jnp.float32(temperature), jnp.int32(newline), length)
-    return prime + vocabulary.decode(np.asarray(drawn))
+    drawn = np.asarray(_draw(params, jnp.asarray(prime_ids), key, jnp.float32(temperature), jnp.int32(k), length, num))
+    samples = []
+    for row in drawn:
+        if newline != NO_CHARACTER and newline in row:
+            row = row[: list(row).index(newline)]
+        samples.append(prime + vocabulary.decode(row))
+    return samples
 
 
-@functools.partial(jax.jit, static_argnames="length")
-def _draw(params, prime_ids, key, temperature, newline, length):
+@functools.partial(jax.jit, static_argnames=("length", "num"))
+def _draw(params, prime_ids, key, temperature, top_k, length, num):
+    """`(num, length)` drawn ids: row i from `fold_in(key, i)`, after reading `prime_ids`."""
     vocabulary_size = params["Wax"].shape[1]
-    one_hot = lambda i: jax.nn.one_hot(i, vocabulary_size, dtype=params["Wax"].dtype)[:, None]  # (V, 1)
+    layer = {name: params[name] for name in ("Wax", "Waa", "ba")}
+    one_hot = lambda ids: jax.nn.one_hot(ids, vocabulary_size, dtype=params["Wax"].dtype)  # (num, V); -1 -> 0
 
-    def read(a_prev, character):
-        a_next, _, _ = rnn_cell_forward(one_hot(character), a_prev, params)
+    def read(a, character):
+        a_next, _ = rnn_step(one_hot(jnp.full(num, character)), a, layer, layout="time_major")
         return a_next, None
 
-    def step(carry, key):
-        a_prev, character = carry
-        a, _, _ = rnn_cell_forward(one_hot(character), a_prev, params)
-        logits = params["Wya"] @ a[:, 0] + params["by"][:, 0]  # o_t = Wya a_t + by
-        # Draw from softmax(o_t / temperature), from the logits: no log(softmax) underflow.
-        drawn = jax.random.categorical(key, logits / temperature).astype(jnp.int32)
-        ends_line = drawn == newline  # lines mode: a fresh example, START read from the zero state
-        next_carry = (jnp.where(ends_line, jnp.zeros_like(a), a), jnp.where(ends_line, jnp.int32(START), drawn))
-        return next_carry, drawn
+    row_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num))
 
-    a0 = jnp.zeros((params["Waa"].shape[0], 1), params["Waa"].dtype)
-    a_primed, _ = jax.lax.scan(read, a0, prime_ids[:-1])
-    _, drawn = jax.lax.scan(step, (a_primed, prime_ids[-1]), jax.random.split(key, length))
-    return drawn
+    def step(carry, t):
+        a, characters = carry
+        a, _ = rnn_step(one_hot(characters), a, layer, layout="time_major")
+        logits = (a @ params["Wya"].T + params["by"].T) / temperature  # o_t / temperature, (num, V)
+        kth_largest = jnp.sort(logits, axis=-1)[:, vocabulary_size - top_k][:, None]
+        logits = jnp.where(logits >= kth_largest, logits, -jnp.inf)
+        keys = jax.vmap(lambda row_key: jax.random.fold_in(row_key, t))(row_keys)
+        # Draw from softmax(logits), from the logits themselves: no log(softmax) underflow.
+        drawn = jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
+        return (a, drawn), drawn
+
+    a, _ = jax.lax.scan(read, initial_hidden(params, num), prime_ids[:-1])
+    _, drawn = jax.lax.scan(step, (a, jnp.full(num, prime_ids[-1])), jnp.arange(length))
+    return drawn.T

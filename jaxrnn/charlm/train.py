@@ -1,12 +1,17 @@
 """Training a character-level language model with the seed's RNN: optimiser, loss, train step, throughput.
 
-The model reads one-hot characters `x (V, m, T)` and predicts the next character with
-`n_y = V` (the vocabulary size): per-token cross-entropy from `jaxrnn.rnn_cross_entropy`
-(the hand-derived backward) or `jaxrnn.rnn_cross_entropy_autodiff` (`jax.grad`), averaged over
-the real (weight 1) characters of a chunk. optax does the update: gradient clipping (per
-element as in the course, or by global norm), then Adam (or SGD). The hidden state at the
-end of a chunk is carried into the next one without its gradient (truncated backpropagation
-through time). One `jax.jit`-compiled step runs data parallel over a mesh (`parallel.py`).
+The model reads one-hot characters, time-major `x (W, m, V)`, and predicts the next character
+with `n_y = V` (the vocabulary size): per-token cross-entropy from `jaxrnn.rnn_cross_entropy`
+(the hand-derived backward) or `jaxrnn.rnn_cross_entropy_autodiff` (`jax.grad`), with each
+row's length as `seq_lengths`, so padding costs no loss and no gradient. Rows start from the
+initial state, learned (`a0`, a parameter) or zero; the hidden state at the end of a chunk is
+carried into the next one without its gradient (truncated backpropagation through time).
+
+optax does the update: clipping (by global norm, or per element as in the course), then AdamW
+(weight decay on the matrices `Wax`, `Waa`, `Wya` only), Adam or SGD, with a learning rate
+that warms up linearly and then follows a cosine down to a tenth of its peak at `--steps`.
+One `jax.jit`-compiled step runs data parallel over a mesh (`parallel.py`) and takes the
+parameters and optimiser state as donated buffers: it updates them in place.
 """
 
 from __future__ import annotations
@@ -28,17 +33,21 @@ from jaxrnn.charlm.checkpoint import Checkpoint
 from jaxrnn.charlm.config import TrainConfig
 from jaxrnn.charlm.data import Chunk
 from jaxrnn.charlm.errors import CharLMError
+from jaxrnn.charlm.evaluate import initial_hidden, layer_parameters
 
 CROSS_ENTROPY = {"hand": rnn_cross_entropy, "autodiff": rnn_cross_entropy_autodiff}
+DECAYED = ("Wax", "Waa", "Wya")  # AdamW's weight decay: the matrices, not the biases or a0
+FINAL_LEARNING_RATE = 0.1  # the cosine ends at this fraction of the peak
 
 
 class TrainState(NamedTuple):
     """The state of a run after `step` steps.
 
     Attributes:
-      params: the RNN's parameters (`Wax (n_a, V)`, `Waa`, `Wya (V, n_a)`, `ba`, `by`), replicated.
+      params: the model's parameters (`Wax (n_a, V)`, `Waa`, `Wya (V, n_a)`, `ba`, `by`, and
+        `a0 (n_a,)` when the initial state is learned), replicated.
       opt_state: the optax state, replicated.
-      hidden: `(n_a, m)`, the hidden state carried into the next chunk, split over the batch axis.
+      hidden: `(m, n_a)`, the hidden state carried into the next chunk, split over the batch axis.
       key: the run's `jax.random` key (host, uint32); the sample printed at step s draws from
         `fold_in(key, s)`.
       step: the number of steps taken.
@@ -51,100 +60,154 @@ class TrainState(NamedTuple):
     step: int
 
 
+class StepResult(NamedTuple):
+    """What the host learns from one step: the summed loss of its characters and the stop code."""
+
+    loss_sum: float
+    stop: int
+
+
+# Stop codes, agreed on by every process in each step (the largest wins).
+CONTINUE, INTERRUPT, ERROR = 0, 1, 2
+
+
+def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
+    """Linear warmup from 0 over `warmup_steps`, then constant or a cosine down to
+    `FINAL_LEARNING_RATE` × the peak at `steps`."""
+    peak, warmup = config.learning_rate, min(config.warmup_steps, config.steps)
+    if config.schedule == "constant" or warmup == config.steps:
+        after = optax.constant_schedule(peak)
+    else:
+        after = optax.cosine_decay_schedule(peak, config.steps - warmup, alpha=FINAL_LEARNING_RATE)
+    if warmup == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Gradient clipping, then Adam or SGD, as `config` says."""
-    return _optimizer(config.optimizer, config.learning_rate, config.clip, config.clip_value)
-
-
-def _optimizer(name, learning_rate, clip, clip_value):
+    """Clipping, then AdamW, Adam or SGD on the schedule of `learning_rate_schedule`."""
     clipping = {
-        "value": optax.clip(clip_value),  # g ← min(max(g, −c), c), per element (the course's np.clip)
-        "global-norm": optax.clip_by_global_norm(clip_value),  # g ← g · min(1, c / ‖g‖₂) over every leaf
+        "value": optax.clip(config.clip_value),  # g ← min(max(g, −c), c), per element (the course's np.clip)
+        "global-norm": optax.clip_by_global_norm(config.clip_value),  # g ← g · min(1, c / ‖g‖₂) over every leaf
         "none": optax.identity(),
-    }[clip]
-    update = optax.adam(learning_rate) if name == "adam" else optax.sgd(learning_rate)
+    }[config.clip]
+    schedule = learning_rate_schedule(config)
+    if config.optimizer == "adamw":
+        decay_matrices = lambda params: {name: name in DECAYED for name in params}
+        update = optax.adamw(schedule, b2=config.beta2, weight_decay=config.weight_decay, mask=decay_matrices)
+    elif config.optimizer == "adam":
+        update = optax.adam(schedule, b2=config.beta2)
+    else:
+        update = optax.sgd(schedule)
     return optax.chain(clipping, update)
 
 
-def chunk_loss(params, hidden, inputs, targets, weights, cross_entropy=rnn_cross_entropy):
-    """Mean cross-entropy over the real characters of one chunk, and the hidden state to carry on.
+def chunk_loss(params, hidden, inputs, targets, lengths, reset, scale, cross_entropy=rnn_cross_entropy):
+    """The loss of one chunk, and the hidden state to carry on.
 
     Args:
-      params: the parameter dict (`Wax (n_a, V)`, …), floating.
-      hidden: `(n_a, m)`, the state entering the chunk (treated as a constant).
-      inputs, targets: `(m, T)` int32 ids; input `START` (-1) is the zero vector.
-      weights: `(m, T)` float32, 0 where the target is padding.
+      params: the model's parameters (see `TrainState`), floating.
+      hidden: `(m, n_a)`, the state carried into the chunk (a constant: truncated BPTT).
+      inputs, targets: `(m, W)` int32 ids; input `START` (-1) is the zero vector.
+      lengths: `(m,)` int32, the real steps of each row; the steps after them are padding.
+      reset: bool scalar: the rows start from the initial state (`a0`, or zeros) instead.
+      scale: the divisor of the summed per-character losses (`loss_scale` of the data).
       cross_entropy: `rnn_cross_entropy` or `rnn_cross_entropy_autodiff`.
 
     Returns:
-      `(loss, last hidden state (n_a, m))`.
+      `(Σ losses / scale, (state after each row's last real step (m, n_a), Σ losses))`.
     """
-    vocabulary_size = params["Wax"].shape[1]
-    x = jax.nn.one_hot(inputs, vocabulary_size, axis=0, dtype=params["Wax"].dtype)  # (V, m, T); -1 -> 0
-    losses, a = cross_entropy(x, jax.lax.stop_gradient(hidden), params, targets)
-    # L = Σ w ⊙ loss / Σ w: padding (w = 0) adds nothing, to the value or to the gradient.
-    weights = weights.astype(losses.dtype)
-    loss = jnp.sum(weights * losses) / jnp.maximum(jnp.sum(weights), 1.0)
-    return loss, jax.lax.stop_gradient(a[:, :, -1])
+    start = jnp.where(reset, initial_hidden(params, inputs.shape[0]), jax.lax.stop_gradient(hidden))
+    x = jax.nn.one_hot(inputs.T, params["Wax"].shape[1], dtype=params["Wax"].dtype)  # (W, m, V); -1 -> 0
+    losses, _, final = cross_entropy(
+        x, start, layer_parameters(params), targets.T, seq_lengths=lengths, layout="time_major", return_final_state=True
+    )
+    total = jnp.sum(losses)  # padding has loss 0 and no gradient
+    return total / scale, (jax.lax.stop_gradient(final), total)
 
 
-def make_train_step(config: TrainConfig, mesh: Mesh) -> Callable:
-    """The jit-compiled step `(params, opt_state, hidden, chunk) -> (params, opt_state, hidden, loss)`.
+def make_train_step(config: TrainConfig, mesh: Mesh, loss_scale: float) -> Callable:
+    """The step `(params, opt_state, hidden, chunk, stop) -> (params, opt_state, hidden, StepResult)`.
 
     `chunk` holds host arrays; they are laid out over `mesh` (rows split over the batch axis)
-    before the call. A chunk without real characters (all padding) changes nothing and has loss
-    NaN. The compiled step is cached per optimiser, gradient and mesh.
+    before the call. `stop` is this process's stop code (`CONTINUE`, `INTERRUPT`, `ERROR`);
+    the result's `stop` is the largest over every process, so all of them stop after the same
+    step. `params` and `opt_state` are donated: use only the returned ones. The compiled step
+    is cached per optimiser, gradient and mesh.
     """
-    compiled = _compiled_step(
-        (config.optimizer, config.learning_rate, config.clip, config.clip_value), config.gradient, mesh
-    )
-    row_sharding, replicated = parallel.rows(mesh), parallel.replicated(mesh)
+    compiled = _compiled_step(_optimizer_settings(config), config.gradient, mesh)
+    rows, vector, replicated = parallel.rows(mesh), parallel.vector(mesh), parallel.replicated(mesh)
+    scale = parallel.to_global(np.float32(loss_scale), replicated)
 
-    def step(params, opt_state, hidden, chunk: Chunk):
-        inputs, targets, weights = (parallel.to_global(v, row_sharding) for v in chunk[:3])
-        return compiled(
-            params, opt_state, hidden, inputs, targets, weights, parallel.to_global(chunk.reset, replicated)
+    def step(params, opt_state, hidden, chunk: Chunk, stop: int = CONTINUE):
+        params, opt_state, hidden, status = compiled(
+            params,
+            opt_state,
+            hidden,
+            parallel.to_global(chunk.inputs, rows),
+            parallel.to_global(chunk.targets, rows),
+            parallel.to_global(chunk.lengths, vector),
+            parallel.to_global(chunk.reset, replicated),
+            scale,
+            parallel.process_codes(stop, mesh),
         )
+        loss_sum, agreed = parallel.to_host(status)
+        return params, opt_state, hidden, StepResult(float(loss_sum), int(agreed))
 
     return step
 
 
+def _optimizer_settings(config: TrainConfig) -> TrainConfig:
+    """The config with only what the optimiser depends on (a cache key)."""
+    return TrainConfig(
+        **{name: getattr(config, name) for name in ("optimizer", "learning_rate", "beta2", "weight_decay")},
+        **{name: getattr(config, name) for name in ("schedule", "warmup_steps", "steps", "clip", "clip_value")},
+    )
+
+
 @functools.lru_cache(maxsize=8)
-def _compiled_step(optimizer_settings, gradient, mesh):
-    optimizer = _optimizer(*optimizer_settings)
+def _compiled_step(optimizer_settings: TrainConfig, gradient: str, mesh: Mesh):
+    optimizer = make_optimizer(optimizer_settings)
     cross_entropy = CROSS_ENTROPY[gradient]
 
-    def step(params, opt_state, hidden, inputs, targets, weights, reset):
-        hidden = jnp.where(reset, jnp.zeros_like(hidden), hidden)
-        (loss, last_hidden), grads = jax.value_and_grad(chunk_loss, has_aux=True)(
-            params, hidden, inputs, targets, weights, cross_entropy
+    def step(params, opt_state, hidden, inputs, targets, lengths, reset, scale, stop_codes):
+        (_, (last_hidden, loss_sum)), grads = jax.value_and_grad(chunk_loss, has_aux=True)(
+            params, hidden, inputs, targets, lengths, reset, scale, cross_entropy
         )
         # optax mixes Python floats with int32 step counts; allow that promotion here only.
         with jax.numpy_dtype_promotion("standard"):
-            updates, new_opt_state = optimizer.update(grads, opt_state, params)
-            new_params = optax.apply_updates(params, updates)
-        has_targets = jnp.sum(weights) > 0
-        only_with_targets = lambda new, old: jnp.where(has_targets, new, old)
-        params = jax.tree_util.tree_map(only_with_targets, new_params, params)
-        opt_state = jax.tree_util.tree_map(only_with_targets, new_opt_state, opt_state)
-        return params, opt_state, last_hidden, jnp.where(has_targets, loss, jnp.nan)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        status = jnp.stack([loss_sum.astype(jnp.float32), jnp.max(stop_codes).astype(jnp.float32)])
+        return params, opt_state, last_hidden, status
 
-    replicated, columns, rows = parallel.replicated(mesh), parallel.columns(mesh), parallel.rows(mesh)
+    replicated, rows, vector = parallel.replicated(mesh), parallel.rows(mesh), parallel.vector(mesh)
     return jax.jit(
         step,
-        in_shardings=(replicated, replicated, columns, rows, rows, rows, replicated),
-        out_shardings=(replicated, replicated, columns, replicated),
+        in_shardings=(replicated, replicated, rows, rows, rows, vector, replicated, replicated, vector),
+        out_shardings=(replicated, replicated, rows, replicated),
+        # Parameters and optimiser state are updated in place; donating the (small) hidden state too
+        # measured 3-10% slower on CPU (benchmarks/NOTES.md, "Donated buffers").
+        donate_argnums=(0, 1),
     )
+
+
+def initial_parameters(config: TrainConfig, vocabulary_size: int) -> dict[str, np.ndarray]:
+    """`init_parameters` from the seed, plus a zero `a0 (n_a,)` when the initial state is learned."""
+    init_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
+    params = init_parameters(init_key, vocabulary_size, config.hidden_size, vocabulary_size)
+    params = {name: np.asarray(value) for name, value in params.items()}
+    if config.learn_initial_state:
+        params["a0"] = np.zeros(config.hidden_size, np.float32)
+    return params
 
 
 def initial_state(config: TrainConfig, vocabulary_size: int, mesh: Mesh) -> TrainState:
-    """Step 0: parameters from `init_parameters` and the seed, zero hidden state, fresh optimiser state."""
-    init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    params = jax.tree_util.tree_map(
-        np.asarray, init_parameters(init_key, vocabulary_size, config.hidden_size, vocabulary_size)
-    )
+    """Step 0: parameters from the seed, zero hidden state, fresh optimiser state."""
+    run_key = jax.random.split(jax.random.PRNGKey(config.seed))[1]
+    params = initial_parameters(config, vocabulary_size)
     opt_state = jax.tree_util.tree_map(np.asarray, make_optimizer(config).init(params))
-    hidden = np.zeros((config.hidden_size, config.batch_size), np.float32)
+    hidden = np.zeros((config.batch_size, config.hidden_size), np.float32)
     return place_state(params, opt_state, hidden, np.asarray(run_key), 0, mesh)
 
 
@@ -154,7 +217,7 @@ def place_state(params, opt_state, hidden, key, step: int, mesh: Mesh) -> TrainS
     return TrainState(
         parallel.tree_to_global(params, replicated),
         parallel.tree_to_global(opt_state, replicated),
-        parallel.to_global(hidden, parallel.columns(mesh)),
+        parallel.to_global(hidden, parallel.rows(mesh)),
         np.asarray(key),
         step,
     )
@@ -195,7 +258,7 @@ def benchmark_step(
     Every call runs the same compiled train step as `jaxrnn train` (on every local device) and
     carries the state on. The default sizes are those of the default `jaxrnn train` (94
     characters: the default corpus). Returns `(run, tokens per call)`; `run()` returns the new
-    state's arrays and the loss.
+    state's arrays and the step's `StepResult`.
     """
     config = TrainConfig(
         hidden_size=hidden_size, batch_size=batch_size, chunk_length=chunk_length, gradient=gradient, seed=seed
@@ -204,14 +267,14 @@ def benchmark_step(
     parallel.check_batch_divides(batch_size, mesh)
     state = initial_state(config, vocabulary_size, mesh)
     ids = np.random.default_rng(seed).integers(0, vocabulary_size, (batch_size, chunk_length + 1), dtype=np.int32)
-    chunk = Chunk(ids[:, :-1], ids[:, 1:], np.ones((batch_size, chunk_length), np.float32), np.asarray(False))
-    train_step = make_train_step(config, mesh)
+    chunk = Chunk(ids[:, :-1], ids[:, 1:], np.full(batch_size, chunk_length, np.int32), np.asarray(False))
+    train_step = make_train_step(config, mesh, loss_scale=batch_size * chunk_length)
     arrays = (state.params, state.opt_state, state.hidden)
 
     def run():
         nonlocal arrays
-        *arrays, loss = train_step(*arrays, chunk)
-        return arrays, loss
+        *arrays, result = train_step(*arrays, chunk)
+        return arrays, result
 
     return run, batch_size * chunk_length
 

@@ -4,21 +4,25 @@
     jaxrnn train --data names.txt --lines          # one example per line
     jaxrnn train --out runs/charlm --resume        # continue a run (also after Ctrl-C)
 
-Writes `checkpoint.npz` and `loss.png` into `--out`. Uses every device JAX sees (the batch is
-split over them); several machines join one run with `--coordinator`, `--num-processes` and
-`--process-id` (the same command on each). Bad input (data, checkpoint, output directory)
-ends with one line on stderr and exit status 2; nothing existing is overwritten.
+Holds out part of the data (or reads `--val-data`) and reports the held-out NLL every
+`--eval-every` steps. Writes `checkpoint.npz`, `best.npz` (the lowest held-out NLL so far) and
+`loss.png` into `--out`. Uses every device JAX sees (the batch is split over them); several
+machines join one run with `--coordinator`, `--num-processes` and `--process-id` (the same
+command on each). Bad input (data, flags, checkpoint, output directory) ends with one line on
+stderr and exit status 2; nothing existing is overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import tempfile
 
-from jaxrnn.charlm.config import CLIPPING, GRADIENTS, OPTIMIZERS, RUN_OPTIONS, TrainConfig, flag
+from jaxrnn.charlm.config import CLIPPING, GRADIENTS, OPTIMIZERS, RUN_OPTIONS, SCHEDULES, TrainConfig, flag
 from jaxrnn.charlm.errors import CharLMError
 
 DEFAULT_OUT = os.path.join("runs", "charlm")
@@ -27,32 +31,46 @@ INTERRUPTED = 130  # the shell's status for Ctrl-C
 _HELP = {
     "data": "a UTF-8 text file (default: the standard library's docstrings)",
     "lines": "treat each line of --data as one example (like names)",
+    "val_data": "held-out data, a UTF-8 file (default: hold out part of --data)",
+    "val_fraction": "fraction of --data held out: lines drawn from --seed with --lines, else the tail of the text; "
+    "0 for none (default: min(1000 lines, 10%%) with --lines, else 10%% of the text up to 100,000 characters)",
+    "eval_every": "measure the held-out NLL every N steps (and at the end)",
     "hidden_size": "hidden units n_a",
+    "learn_initial_state": "learn the initial hidden state a0 (default: a0 = 0)",
     "batch_size": "rows per step m, split over the devices",
-    "chunk_length": "characters per row and step T (truncated backpropagation through time)",
+    "chunk_length": "the most characters per row and step T (truncated backpropagation through time)",
     "optimizer": "optax optimiser",
-    "learning_rate": "learning rate",
-    "clip": "gradient clipping: per element (as in the course), by global norm, or none",
+    "learning_rate": "peak learning rate",
+    "beta2": "Adam's second-moment decay",
+    "weight_decay": "AdamW's decoupled weight decay, on the matrices Wax, Waa, Wya",
+    "schedule": "learning rate after the warmup: cosine down to a tenth at --steps, or constant",
+    "warmup_steps": "steps of linear warmup from 0",
+    "clip": "gradient clipping: by global norm, per element (as in the course), or none",
     "clip_value": "the clipping bound",
     "gradient": "backward pass: hand-derived (rnn_cross_entropy) or jax.grad (rnn_cross_entropy_autodiff)",
-    "seed": "random seed (initial parameters, order of lines, samples)",
+    "seed": "random seed (initial parameters, held-out lines, order of lines, samples)",
     "steps": "total training steps",
     "checkpoint_every": "write a checkpoint every N steps (and at the end, and on Ctrl-C)",
     "sample_every": "print a sample every N steps",
     "sample_length": "characters per printed sample",
     "temperature": "sampling temperature of the printed samples",
 }
-_CHOICES = {"optimizer": OPTIMIZERS, "clip": CLIPPING, "gradient": GRADIENTS}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "clip": CLIPPING, "gradient": GRADIENTS}
+_PATHS = ("data", "val_data")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         default = getattr(defaults, field.name)
-        if field.name == "lines":
-            parser.add_argument("--lines", action="store_const", const=True, default=None, help=_HELP["lines"])
-        elif field.name == "data":
-            parser.add_argument("--data", metavar="PATH", help=_HELP["data"])
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag(field.name), action=argparse.BooleanOptionalAction, default=None, help=_HELP[field.name]
+            )
+        elif field.name in _PATHS:
+            parser.add_argument(flag(field.name), metavar="PATH", help=_HELP[field.name])
+        elif field.name == "val_fraction":
+            parser.add_argument(flag(field.name), type=float, default=None, help=_HELP[field.name])
         else:
             help_text = f"{_HELP[field.name]} (default {default})"
             kind, choices = type(default), _CHOICES.get(field.name)
@@ -91,17 +109,76 @@ def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from jaxrnn.charlm import parallel
-    from jaxrnn.charlm.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from jaxrnn.charlm.corpus import default_corpus, read_corpus
-    from jaxrnn.charlm.data import corpus_vocabulary, make_dataset
+    from jaxrnn.charlm.checkpoint import BEST_NAME, CHECKPOINT_NAME
+    from jaxrnn.charlm.evaluate import bits
     from jaxrnn.charlm.loop import LOSS_PLOT_NAME, run_training
     from jaxrnn.charlm.train import initial_state, state_from_checkpoint
 
     checkpoint_path = os.path.join(args.out, CHECKPOINT_NAME)
+    setup, digest, failure = None, "", None
+    try:
+        setup = _setup(args, checkpoint_path)
+        digest = _run_digest(*setup)
+    except (CharLMError, OSError) as err:
+        if jax.process_count() == 1:
+            raise
+        failure = str(err)  # every process learns of it in agree_at_start, then stops
+    parallel.agree_at_start(digest, failure)
+    config, data, checkpoint, mesh = setup
+    main_process = parallel.is_main_process()
+
+    if checkpoint is None:
+        state, losses, validation = initial_state(config, len(data.vocabulary), mesh), [], []
+    else:
+        state = state_from_checkpoint(checkpoint, config, mesh)
+        losses, validation = list(checkpoint.losses), checkpoint.validation.tolist()
+        if state.step >= config.steps:
+            if main_process:
+                print(f"jaxrnn train: {checkpoint_path} is at step {state.step}; raise --steps to train on")
+            return 0
+
+    if main_process:
+        _print_start(args, config, data, state.step, mesh)
+    result = run_training(config, data, state, losses, validation, mesh, checkpoint_path)
+    if not main_process:
+        return INTERRUPTED if result.interrupted else 0
+    if result.interrupted:
+        saved = f"saved {checkpoint_path}" if result.saved else f"not saved (stopped inside a step): {checkpoint_path}"
+        print(
+            f"jaxrnn train: interrupted at step {result.state.step}; {saved}; "
+            f"continue with: jaxrnn train --out {args.out} --resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    written = [checkpoint_path] + [
+        os.path.join(args.out, name)
+        for name in (BEST_NAME, LOSS_PLOT_NAME)
+        if os.path.exists(os.path.join(args.out, name))
+    ]
+    heldout = ""
+    if len(result.validation):
+        (_, last), best = result.validation[-1], result.validation[np.argmin(result.validation[:, 1])]
+        heldout = (
+            f", held-out {last:.4f} nats/char ({bits(last):.4f} bits/char; best {best[1]:.4f} at step {int(best[0])})"
+        )
+    print(
+        f"jaxrnn train: done, step {result.state.step}, loss {np.mean(result.losses[-50:]):.3f} "
+        f"(mean of the last {min(50, len(result.losses))} steps){heldout}; wrote {', '.join(written)}"
+    )
+    return 0
+
+
+def _setup(args: argparse.Namespace, checkpoint_path: str):
+    """`(config, data, checkpoint or None, mesh)`, every input checked; creates `--out` on process 0."""
+    from jaxrnn.charlm import parallel
+    from jaxrnn.charlm.checkpoint import load_checkpoint
+    from jaxrnn.charlm.dataset import prepare, read_texts
+
     explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     explicit = {name: value for name, value in explicit.items() if value is not None}
-    if "data" in explicit:
-        explicit["data"] = os.path.abspath(explicit["data"])
+    for name in _PATHS:
+        if name in explicit:
+            explicit[name] = os.path.abspath(explicit[name])
     checkpoint = load_checkpoint(checkpoint_path) if args.resume else None
     if checkpoint is None:
         if os.path.exists(checkpoint_path) and not args.overwrite:
@@ -113,62 +190,70 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = _resumed_config(checkpoint.config, explicit, checkpoint_path)
 
-    text = read_corpus(config.data) if config.data is not None else default_corpus()
-    vocabulary = corpus_vocabulary(text, config.lines)
-    if checkpoint is not None and vocabulary != checkpoint.vocabulary:
-        raise CharLMError(
-            f"the data's vocabulary ({len(vocabulary)} characters) differs from that of {checkpoint_path} "
-            f"({len(checkpoint.vocabulary)} characters); resume with the data it was trained on"
-        )
-    dataset = make_dataset(text, vocabulary, config.lines, config.batch_size, config.chunk_length, config.seed)
+    text, val_text = read_texts(config)
+    data = prepare(config, text, val_text)
+    if checkpoint is not None:
+        _check_same_data(config, data, text, checkpoint, checkpoint_path)
     mesh = parallel.batch_mesh(args.devices)
     parallel.check_batch_divides(config.batch_size, mesh)
-    main_process = parallel.is_main_process()
-    if main_process:
+    if parallel.is_main_process():
         _prepare_output(args.out)
+    return config, data, checkpoint, mesh
 
-    if checkpoint is None:
-        state, losses = initial_state(config, len(vocabulary), mesh), []
-    else:
-        state = state_from_checkpoint(checkpoint, config, mesh)
-        losses = list(checkpoint.losses)
-        if state.step >= config.steps:
-            if main_process:
-                print(f"jaxrnn train: {checkpoint_path} is at step {state.step}; raise --steps to train on")
-            return 0
 
-    if main_process:
-        corpus = config.data or "the standard library's docstrings"
-        print(
-            f"jaxrnn train: {corpus} ({len(text):,} characters, {len(vocabulary)} distinct"
-            f"{', one example per line' if config.lines else ''})\n"
-            f"  model n_a={config.hidden_size}, batch {config.batch_size} × {config.chunk_length} characters, "
-            f"{config.optimizer} lr {config.learning_rate}, clip {config.clip} {config.clip_value}, "
-            f"{config.gradient} gradient, seed {config.seed}\n"
-            f"  steps {state.step} → {config.steps} on {mesh.devices.size} {mesh.devices.flat[0].platform} device(s)"
-            f"{f' in {jax.process_count()} processes' if jax.process_count() > 1 else ''}; "
-            f"writing {args.out}",
-            flush=True,
+def _run_digest(config: TrainConfig, data, checkpoint, mesh) -> str:
+    """sha256 of what must be the same on every process: settings, data, vocabulary, starting step."""
+    settings = {name: value for name, value in config.to_dict().items() if name not in _PATHS}
+    facts = [json.dumps(settings, sort_keys=True), data.digest, data.vocabulary.characters]
+    facts.append(str(0 if checkpoint is None else checkpoint.step))
+    return hashlib.sha256("\0".join(facts).encode("utf-8")).hexdigest()
+
+
+def _check_same_data(config: TrainConfig, data, text: str, checkpoint, checkpoint_path: str) -> None:
+    from jaxrnn.charlm.corpus import is_stable_default_corpus, python_version
+
+    if data.vocabulary == checkpoint.vocabulary and data.digest == checkpoint.data_digest:
+        return
+    if config.data is None and not is_stable_default_corpus(text):
+        raise CharLMError(
+            f"Python {python_version()} builds another default corpus than the one {checkpoint_path} was trained on "
+            f"(docstrings change between Python releases; 3.11, 3.12 and 3.13 build the same one): resume it under "
+            f"Python 3.11–3.13, or start a new run with another --out"
         )
-    result = run_training(config, vocabulary, dataset, state, losses, mesh, checkpoint_path)
-    if not main_process:
-        return INTERRUPTED if result.interrupted else 0
-    if result.interrupted:
-        print(
-            f"jaxrnn train: interrupted at step {result.state.step}; saved {checkpoint_path}; "
-            f"continue with: jaxrnn train --out {args.out} --resume",
-            file=sys.stderr,
-        )
-        return INTERRUPTED
-    recent = result.losses[-50:]
-    recent = recent[np.isfinite(recent)]
-    plot = os.path.join(args.out, LOSS_PLOT_NAME)
-    print(
-        f"jaxrnn train: done, step {result.state.step}, loss {recent.mean():.3f} "
-        f"(mean of the last {len(recent)} steps); wrote {checkpoint_path}"
-        f"{f' and {plot}' if os.path.exists(plot) else ''}"
+    what = (
+        f"vocabulary ({len(data.vocabulary)} characters) differs from that of {checkpoint_path} "
+        f"({len(checkpoint.vocabulary)} characters)"
+        if data.vocabulary != checkpoint.vocabulary
+        else f"text differs from the text {checkpoint_path} was trained on (sha256 {data.digest[:12]}… "
+        f"against {checkpoint.data_digest[:12]}…)"
     )
-    return 0
+    raise CharLMError(
+        f"the data's {what}; resume with the data it was trained on, or start a new run with another --out"
+    )
+
+
+def _print_start(args, config: TrainConfig, data, step: int, mesh) -> None:
+    import jax
+
+    from jaxrnn.charlm.corpus import DEFAULT_CORPUS_NAME
+    from jaxrnn.charlm.dataset import describe_heldout
+
+    corpus = config.data or DEFAULT_CORPUS_NAME
+    schedule = f"warmup {config.warmup_steps}, {config.schedule}"
+    decay = f", weight decay {config.weight_decay}" if config.optimizer == "adamw" else ""
+    clip = "no clipping" if config.clip == "none" else f"clip {config.clip} {config.clip_value}"
+    initial = "learned a0" if config.learn_initial_state else "zero a0"
+    print(
+        f"jaxrnn train: {corpus} ({data.characters:,} characters, {len(data.vocabulary)} distinct"
+        f"{', one example per line' if config.lines else ''}); {describe_heldout(config, data)}\n"
+        f"  model n_a={config.hidden_size} ({initial}), batch {config.batch_size} × ≤{config.chunk_length} "
+        f"characters, {config.optimizer} lr {config.learning_rate} ({schedule}{decay}), {clip}, "
+        f"{config.gradient} gradient, seed {config.seed}\n"
+        f"  steps {step} → {config.steps} on {mesh.devices.size} {mesh.devices.flat[0].platform} device(s)"
+        f"{f' in {jax.process_count()} processes' if jax.process_count() > 1 else ''}; "
+        f"writing {args.out}",
+        flush=True,
+    )
 
 
 def _resumed_config(saved: dict, explicit: dict, checkpoint_path: str) -> TrainConfig:
