@@ -29,6 +29,23 @@ def test_default_corpus_is_the_same_text_under_every_supported_python():
     assert len(Vocabulary.of(text)) == 94
 
 
+@pytest.mark.skipif(not (3, 11) <= sys.version_info[:2] <= (3, 13), reason="the corpus is pinned for Python 3.11-3.13")
+def test_default_corpus_does_not_see_what_imported_packages_replace(monkeypatch):
+    # PyTorch replaces `inspect.getfile` on import; its docstring then no longer belongs to `inspect`.
+    import inspect
+
+    from jaxrnn.charlm._docstrings import paragraph_digest, pristine_prose_paragraphs, prose_paragraphs
+
+    def getfile(documented):
+        return "replaced"
+
+    monkeypatch.setattr(inspect, "getfile", getfile)
+    in_this_process = {paragraph_digest(paragraph) for paragraph in prose_paragraphs()}
+    assert not set(_corpus_digests.PARAGRAPH_DIGESTS) <= in_this_process  # the replacement hides a paragraph
+    pristine_prose_paragraphs.cache_clear()
+    assert is_stable_default_corpus(default_corpus())
+
+
 def test_read_corpus_returns_the_utf8_text(tmp_path):
     path = tmp_path / "text.txt"
     path.write_bytes("\ufeffĀrvíztűrő tükörfúrógép\nline two\n".encode())

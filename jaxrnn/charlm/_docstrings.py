@@ -6,9 +6,13 @@ can run it under every supported Python to choose the paragraphs they all share.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
+import json
+import subprocess
+import sys
 import warnings
 
 # Pure-Python modules of every CPython build whose docstrings are mostly prose.
@@ -52,6 +56,24 @@ def prose_paragraphs() -> list[str]:
     return paragraphs
 
 
+@functools.cache
+def pristine_prose_paragraphs() -> tuple[str, ...]:
+    """`prose_paragraphs()` as a fresh interpreter finds them (`python -I` running this file).
+
+    The calling process may have imported packages that replace standard-library functions
+    (PyTorch replaces `inspect.getfile`, whose docstring then counts as the package's, not
+    `inspect`'s): a fresh interpreter sees the standard library as shipped. Falls back to
+    this process where no interpreter can be started.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", __file__], capture_output=True, text=True, check=True, timeout=120
+        )
+        return tuple(json.loads(done.stdout))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return tuple(prose_paragraphs())
+
+
 def paragraph_digest(paragraph: str) -> str:
     """The first `DIGEST_LENGTH` hex characters of the paragraph's UTF-8 sha256."""
     return hashlib.sha256(paragraph.encode("utf-8")).hexdigest()[:DIGEST_LENGTH]
@@ -66,3 +88,7 @@ def _public_members(module):
         and (inspect.isclass(value) or inspect.isroutine(value))
         and getattr(value, "__module__", None) == module.__name__
     ]
+
+
+if __name__ == "__main__":
+    print(json.dumps(prose_paragraphs()))

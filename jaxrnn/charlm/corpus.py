@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from jaxrnn.charlm import _corpus_digests
-from jaxrnn.charlm._docstrings import paragraph_digest, prose_paragraphs
+from jaxrnn.charlm._docstrings import paragraph_digest, pristine_prose_paragraphs
 from jaxrnn.charlm.errors import CharLMError
 
 # Below this the default corpus is not worth training on (Python run with -OO strips docstrings).
@@ -37,7 +37,7 @@ def default_corpus() -> str:
     Under a Python other than 3.11–3.13 some listed paragraphs may be missing; the corpus is
     then the ones found (`is_stable_default_corpus` tells).
     """
-    found = {paragraph_digest(paragraph): paragraph for paragraph in prose_paragraphs()}
+    found = {paragraph_digest(paragraph): paragraph for paragraph in pristine_prose_paragraphs()}
     corpus = "".join(found[d] + "\n" for d in _corpus_digests.PARAGRAPH_DIGESTS if d in found)
     if len(corpus) < MINIMUM_DEFAULT_CORPUS:
         raise CharLMError(
