@@ -229,9 +229,7 @@ def test_state_dict_of_numpy_arrays_needs_no_torch():
     np.testing.assert_array_equal(layers[0]["Wax"], state["weight_ih_l0"])
     np.testing.assert_array_equal(layers[0]["ba"][:, 0], state["bias_ih_l0"] + state["bias_hh_l0"])
     assert layers[0]["Wax"].dtype == jnp.float32
-    with pytest.raises(
-        ValueError, match=r"dtype=float64 needs 64-bit mode, which is off; .* dtype=jnp.float32"
-    ):
+    with pytest.raises(ValueError, match=r"dtype=float64 needs 64-bit mode, which is off; .* dtype=jnp.float32"):
         jaxrnn.from_torch({k: v.astype(np.float64) for k, v in state.items()})
     half, _ = jaxrnn.from_torch({k: v.astype(np.float64) for k, v in state.items()}, dtype=jnp.bfloat16)
     assert half[0]["Waa"].dtype == jnp.bfloat16

@@ -113,7 +113,7 @@ def _heading(table: dict) -> str:
     sizes = " ".join(f"{k}={v}" for k, v in table["sizes"].items())
     return (
         f"\n### {table['label']}, {table['workload']} workload: {sizes} "
-        f"(GEMM ceiling measured in the same rounds: {table['gemm_gflops']:.0f} GFLOP/s)\n"
+        f"(GEMM ceiling, the fastest square GEMM of the same rounds: {table['gemm_gflops']:.0f} GFLOP/s)\n"
     )
 
 

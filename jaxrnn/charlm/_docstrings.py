@@ -66,9 +66,7 @@ def pristine_prose_paragraphs() -> tuple[str, ...]:
     this process where no interpreter can be started.
     """
     try:
-        done = subprocess.run(
-            [sys.executable, "-I", __file__], capture_output=True, text=True, check=True, timeout=120
-        )
+        done = subprocess.run([sys.executable, "-I", __file__], capture_output=True, text=True, check=True, timeout=120)
         return tuple(json.loads(done.stdout))
     except (OSError, ValueError, subprocess.SubprocessError):
         return tuple(prose_paragraphs())
