@@ -43,6 +43,12 @@ ROWS = {
 }
 
 
+def _recorded(arguments: list[str], data: str, out: str) -> str:
+    """The command as it can be rerun from the repository root: no machine-specific paths."""
+    readable = {data: os.path.relpath(data, REPOSITORY), out: "OUT"}
+    return " ".join(readable.get(a, os.path.relpath(a, REPOSITORY) if a.startswith(HERE) else a) for a in arguments)
+
+
 def run_row(kind: str, flags: list[str], data: str) -> dict:
     """Runs one row in a fresh process; returns its held-out NLL, best NLL and wall-clock seconds."""
     with tempfile.TemporaryDirectory() as out:
@@ -65,7 +71,7 @@ def run_row(kind: str, flags: list[str], data: str) -> dict:
                 validation = archive["validation"].tolist()
     last = validation[-1][1]
     return {
-        "command": " ".join(command[1:]),
+        "command": _recorded(command[1:], data, out),
         "heldout_nats": last,
         "heldout_bits": last / math.log(2),
         "best_nats": min(nll for _, nll in validation),

@@ -23,3 +23,12 @@ def test_api_examples_run_and_give_the_shapes_they_state():
     assert [tuple(s.shape for s in pair) for pair in namespace["finals"]] == [((16, 64), (16, 64))] * 2
     assert namespace["a_final"].shape == (16, 64)
     assert set(namespace["grads"]) == {"Wax", "Waa", "Wya", "ba", "by"}
+
+
+def test_the_package_version_is_the_one_pyproject_declares():
+    import tomllib
+
+    import jaxrnn
+
+    declared = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert jaxrnn.__version__ == declared
