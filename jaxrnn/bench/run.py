@@ -45,22 +45,12 @@ def sweep_sizes(base: Sizes) -> list[tuple[str, Sizes]]:
 
 
 def _layer_table(label, sizes, workload, names, args, device, progress, repeats=None) -> dict:
-    progress.describe(f"{label}, {workload}: compiling {', '.join(names)}")
+    title = f"{label}, {workload}"
+    progress.describe(f"{title}: compiling {', '.join(names)}")
     variants, skipped, reference = build_variants(
         names, sizes, args.dtype, device, args.checkpoint_every, args.torch_device, workload=workload
     )
-    progress.describe(f"{label}, {workload}: timing")
-    keys = dict.fromkeys((v.name for v in variants), args.tolerance)
-    timed = time_variants(
-        variants,
-        reference,
-        sizes.model_flops(),
-        repeats=repeats or args.repeats,
-        device=device,
-        dtype=args.dtype,
-        tolerance_keys=keys,
-        progress=progress,
-    )
+    timed = _timed(title, variants, reference, sizes, args, device, progress, repeats=repeats)
     return {"label": label, "workload": workload, "sizes": sizes._asdict(), **timed, "skipped": skipped}
 
 
@@ -68,37 +58,46 @@ def _stack_table(sizes: StackSizes, names, args, device, progress) -> dict:
     label = "stack " + ":".join(map(str, sizes))
     progress.describe(f"{label}: compiling {', '.join(names)}")
     variants, skipped, reference = build_stack_variants(names, sizes, args.dtype, device, args.torch_device)
-    progress.describe(f"{label}: timing")
-    keys = dict.fromkeys((v.name for v in variants), args.tolerance)
-    timed = time_variants(
-        variants,
-        reference,
-        sizes.model_flops(),
-        repeats=args.repeats,
-        device=device,
-        dtype=args.dtype,
-        tolerance_keys=keys,
-        progress=progress,
-    )
+    timed = _timed(label, variants, reference, sizes, args, device, progress)
     return {"label": label, "workload": "dense", "sizes": sizes._asdict(), **timed, "skipped": skipped}
 
 
 def _bf16_table(label, sizes, workload, args, device, progress) -> dict:
-    progress.describe(f"bfloat16 {label}, {workload}: compiling")
+    title = f"bfloat16 {label}, {workload}"
+    progress.describe(f"{title}: compiling")
     variants, reference, keys = bf16_variants(sizes, workload, device)
-    progress.describe(f"bfloat16 {label}, {workload}: timing")
-    timed = time_variants(
+    tolerance_keys = {name: tolerance_key(key, device.platform) for name, key in keys.items()}
+    timed = _timed(
+        title,
         variants,
         reference,
-        sizes.model_flops(),
-        repeats=args.repeats,
-        device=device,
+        sizes,
+        args,
+        device,
+        progress,
         dtype=jnp.float32,
-        tolerance_keys={name: tolerance_key(key, device.platform) for name, key in keys.items()},
-        progress=progress,
+        keys=tolerance_keys,
         baseline=BASELINE,
     )
     return {"label": f"bfloat16 {label}", "workload": workload, "sizes": sizes._asdict(), **timed, "skipped": []}
+
+
+def _timed(
+    title, variants, reference, sizes, args, device, progress, *, repeats=None, dtype=None, keys=None, baseline="hand"
+):
+    """`time_variants` of one built table; by default in `args.dtype`, every variant held to `args.tolerance`."""
+    progress.describe(f"{title}: timing")
+    return time_variants(
+        variants,
+        reference,
+        sizes.model_flops(),
+        repeats=repeats or args.repeats,
+        device=device,
+        dtype=args.dtype if dtype is None else dtype,
+        tolerance_keys=dict.fromkeys((v.name for v in variants), args.tolerance) if keys is None else keys,
+        progress=progress,
+        baseline=baseline,
+    )
 
 
 def _linearity(sizes: Sizes, args, device, progress) -> dict:
