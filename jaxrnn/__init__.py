@@ -11,6 +11,7 @@ functions (`rnn_cell_forward`, `rnn_forward`, `rnn_cell_backward`, `rnn_backward
 names, arguments and layouts: `x (n_x, m, T_x)`, `a (n_a, m, T_x)`, `y (n_y, m, T_x)`.
 """
 
+from jaxrnn._cells import LSTMState
 from jaxrnn._diagnostics import GradientsThroughTime, gradients_through_time
 from jaxrnn._flax import from_flax, to_flax
 from jaxrnn._jvp import rnn_jvp
@@ -32,6 +33,7 @@ __version__ = "0.2.0"
 __all__ = [
     "Caches",
     "GradientsThroughTime",
+    "LSTMState",
     "from_flax",
     "from_torch",
     "from_torch_hidden",

@@ -1,26 +1,26 @@
-"""The hand-derived backward pass (backpropagation through time), in `jax.numpy`.
+"""The engine's hand-derived backward pass (backpropagation through time), in `jax.numpy`.
 
-Notation: `z_t = Waa a_{t-1} + Wax x_t + ba`, `a_t = f(z_t)` (`f` = tanh or relu),
-`o_t = Wya a_t + by`, `y_t = softmax(o_t)`. The comments give each gradient on column
-vectors, as in the seed; the code computes it in the internal layout `(T, m, n)`, where each
-step is an `(m, n)` block of row vectors, so `Waa^T dz_t` is written `dz_t @ Waa`. `da_t` is
-dL/da_t from everything except `a_{t+1}`; the carried term adds the path through the
-recurrence.
+For any cell (`jaxrnn._cells`), in the internal layout `(T, m, n)`. `da_t` is dL/dh_t from
+outside the recurrence (the loss on the outputs, the head); `g_t` the gradient carried back
+to `carry_t` from later steps; `v_t` 1 on a valid step and 0 on a padded one (`lengths`).
+The reverse scan runs the cell's backward step on `d carry_t = (da_t + g_t[h], g_t[rest])`:
 
-    dz_t     = v_t ⊙ f'(z_t) ⊙ (da_t + g_t)          f'(z) = 1 − a_t² (tanh), 1[a_t > 0] (relu)
-    g_{t-1}  = Waa^T dz_t + (1 − v_t) ⊙ g_t          g_T = dL/d(final state)
-    dWaa = Σ_t dz_t a_{t-1}^T,  dWax = Σ_t dz_t x_t^T,  dba = Σ_t dz_t,  dx_t = Wax^T dz_t,  da0 = g_0
+    (direct, d_input_t, d_hidden_t) = cell.backward_step(carry_t, carry_{t-1}, residuals_t, d carry_t)
+    g_{t-1}[h] = Waa^T (v_t d_hidden_t) + (v_t direct[h] + (1 − v_t) g_t[h])
+    g_{t-1}[c] =                           v_t direct[c] + (1 − v_t) g_t[c]
+    dWaa = Σ_t d_hidden_t h_{t-1}^T,  dWax = Σ_t d_input_t x_t^T,  dba = Σ_t d_input_t,
+    dx_t = Wax^T d_input_t,  d carry_0 = g_0
 
-`v_t` is 1 on a valid step and 0 on a padded one (`lengths`): a padded step has no `z_t`,
-its state is the previous one, so its `dz_t` is 0 and the carried gradient passes through
-it unchanged. With every step valid (`lengths=None`, the seed's case) this is
-`dz_t = f'(z_t) ⊙ (da_t + Waa^T dz_{t+1})`, and the mask is skipped statically: one
-implementation, not two. For `reverse=True` the recurrence runs from `T` down to 1, so
+A padded step has no pre-activations: its `d_input` and `d_hidden` are 0 and the carried
+gradient passes through it unchanged (its carry is the previous one). With every step valid
+(`lengths=None`, the seed's case) the mask is skipped statically: one implementation, not
+two. For the vanilla cell this is the seed's `dz_t = f'(z_t) ⊙ (da_t + Waa^T dz_{t+1})` with
+`d_input = d_hidden = dz`. For `reverse=True` the recurrence runs from `T` down to 1, so
 "previous" means `t+1` and the backward walks forward in time.
 
-`recurrent_backward` holds only what depends on the previous step (`f'` and one `Waa^T`
-product) inside `lax.scan`; `weight_gradients` computes each sum over time as one matrix
-product over all `T·m` rows after the scan. Everything here is written by hand: no
+`recurrent_backward` holds only what depends on the previous step (the cell's backward step
+and one `Waa^T` product) inside `lax.scan`; `weight_gradients` computes each sum over time as
+one matrix product over all `T·m` rows after the scan. Everything here is written by hand: no
 `jax.grad`, `jax.vjp` or transposition.
 """
 
@@ -32,54 +32,52 @@ import jax.numpy as jnp
 from jaxrnn._forward import accumulation_dtype, step_indices, step_is_valid, valid_steps
 from jaxrnn._heads import counted_tokens, cross_entropy_targets, output_logits
 
-DERIVATIVES = {
-    "tanh": lambda a: 1 - a**2,  # tanh'(z) = 1 − tanh(z)² = 1 − a²
-    "relu": lambda a: (a > 0).astype(a.dtype),  # relu'(z) = 1[z > 0] = 1[a > 0]
-}
+
+def _to(dtype, parts):
+    return None if parts is None else tuple(p.astype(dtype) for p in parts)
 
 
-def cell_backward_step(Waa, a_t, da_t, da_from_future, valid, nonlinearity):
-    """One step back on `(m, n_a)` rows; returns `(dz_t, dL/da_{t-1})`.
-
-    `da_t`: the gradient reaching `a_t` from outside the recurrence; `da_from_future`: the
-    carried `g_t` from the step after; `valid`: `(m, 1)` booleans or None (all valid).
-    """
-    dz = DERIVATIVES[nonlinearity](a_t) * (da_t + da_from_future)  # dL/dz_t = f'(z_t) ⊙ dL/da_t
-    if valid is None:
-        return dz, dz @ Waa  # dL/da_{t-1} = Waa^T dz_t, on rows: dz_t Waa
-    dz = jnp.where(valid, dz, 0)  # a padded step has no z_t: dz_t = 0
-    passed_through = jnp.where(valid, 0, da_from_future)  # frozen state: a_t = a_{t-1}
-    return dz, dz @ Waa + passed_through  # g_{t-1} = Waa^T dz_t + (1 − v_t) ⊙ g_t
-
-
-def recurrent_backward(da, da_final, states, Waa, lengths, *, reverse, nonlinearity, time_offset=0):
-    """The reverse scan: dz_t for every step of one stretch of time.
+def recurrent_backward(cell, da, d_final, carries, residuals, previous, Waa, lengths, *, reverse, time_offset=0):
+    """The reverse scan: the cell's pre-activation gradients at every step of one stretch.
 
     Args:
-      da: `(T, m, n_a)`, accumulation dtype: dL/da_t from outside the recurrence.
-      da_final: `(m, n_a)`: gradient flowing into the last state processed from later steps
-        (for a whole sequence: the cotangent of the final state).
-      states: `(T, m, n_a)`: `a_1..a_T` of the stretch (zero at padded steps).
-      Waa: `(n_a, n_a)`.
-      lengths: `(m,)` or None; reverse, nonlinearity, time_offset: as in the forward pass.
+      cell: a `jaxrnn._cells.Cell`.
+      da: `(T, m, n_a)`, accumulation dtype: dL/dh_t from outside the recurrence.
+      d_final: a carry (tuple of `(m, n_a)`): the gradient flowing into the last carry processed
+        from later steps (for a whole sequence: the cotangent of the final state).
+      carries, residuals: the forward's per-step carries and residuals (`hidden_states`).
+      previous: the carry each step started from (`previous_states`), or None when the cell
+        does not read it.
+      Waa: `(G·n_a, n_a)`; lengths, reverse, time_offset: as in the forward pass.
 
     Returns:
-      `(dz (T, m, n_a), da_start (m, n_a))`, accumulation dtype; `da_start` is dL/d(state
-      before the stretch).
+      `(d_input (T, m, G·n_a), d_hidden (likewise, or None where it equals d_input), d_start)`,
+      accumulation dtype; `d_start` is dL/d(carry before the stretch).
     """
     acc = da.dtype
     Waa = Waa.astype(acc)
 
-    def step(da_from_future, inputs):
-        da_t, a_t, t = inputs
+    def step(d_future, inputs):
+        da_t, carry_t, previous_t, residuals_t, t = inputs
         valid = step_is_valid(t, lengths)
-        dz_t, da_prev = cell_backward_step(Waa, a_t.astype(acc), da_t, da_from_future, valid, nonlinearity)
-        return da_prev, dz_t
+        d_carry = (da_t + d_future[0], *d_future[1:])  # dL/dcarry_t: from outside + from later steps
+        direct, d_input, d_hidden = cell.backward_step(
+            _to(acc, carry_t), _to(acc, previous_t), _to(acc, residuals_t), d_carry
+        )
+        if valid is not None:  # a padded step has no pre-activations
+            d_input = jnp.where(valid, d_input, 0)
+            d_hidden = None if d_hidden is None else jnp.where(valid, d_hidden, 0)
+            # frozen carry: carry_t = carry_{t-1}, so g_t passes through
+            direct = tuple(jnp.where(valid, 0 if d is None else d, g) for d, g in zip(direct, d_future))
+        product = (d_input if d_hidden is None else d_hidden) @ Waa  # Waa^T d_hidden_t, on rows: d_hidden_t Waa
+        d_h = product if direct[0] is None else product + direct[0]
+        return (d_h, *direct[1:]), (d_input, d_hidden)
 
     times = None if lengths is None else step_indices(da.shape[0], time_offset)
+    inputs = (da, carries, previous if cell.uses_previous else None, residuals, times)
     # The backward walks the forward's steps in the opposite order.
-    da_start, dz = jax.lax.scan(step, da_final.astype(acc), (da, states, times), reverse=not reverse)
-    return dz, da_start
+    d_start, (d_input, d_hidden) = jax.lax.scan(step, _to(acc, d_final), inputs, reverse=not reverse)
+    return d_input, d_hidden, d_start
 
 
 def previous_states(states, a_start, lengths, *, reverse, time_offset=0):
@@ -88,6 +86,7 @@ def previous_states(states, a_start, lengths, *, reverse, time_offset=0):
     Forward: `a_start, a_1, …, a_{T-1}`; a valid step's predecessor is always valid. Reverse:
     `a_2, …, a_T, a_start`, except that the last valid step of a shorter sequence starts from
     `a_start` (its later steps were padding, through which the carry stayed `a_start`).
+    Applies to each part of a carry alike.
     """
     if not reverse:
         return jnp.concatenate([a_start[None], states[:-1]])
@@ -98,41 +97,61 @@ def previous_states(states, a_start, lengths, *, reverse, time_offset=0):
     return jnp.where(following_is_valid[:, :, None], following, a_start[None])
 
 
-def weight_gradients(dz, states, a_start, x, Wax, lengths, *, reverse, time_offset=0):
-    """The sums over time, each one matrix product over all `T·m` rows of `dz (T, m, n_a)`.
+def weight_gradients(cell, d_input, d_hidden, previous_h, x, Wax):
+    """The sums over time, each one matrix product over all `T·m` rows.
 
-    Returns `(grads with Wax, Waa, ba; dx (T, m, n_x))` in the dtype of `dz`.
+    Args: `d_input`, `d_hidden` (or None: equal to `d_input`) `(T, m, G·n_a)`; `previous_h`
+    `(T, m, n_a)`: `h_{t-1}` of each step; `x (T, m, n_x)`; `Wax (G·n_a, n_x)`.
+
+    Returns `(grads with Wax, Waa, ba and the cell's extra biases; dx (T, m, n_x))` in the
+    dtype of `d_input`.
     """
-    acc = dz.dtype
+    acc = d_input.dtype
     rows = lambda v: v.reshape(-1, v.shape[-1]).astype(acc)  # (T, m, n) -> (T·m, n): free
-    prev_states = previous_states(states, a_start, lengths, reverse=reverse, time_offset=time_offset)
+    d_hidden = d_input if d_hidden is None else d_hidden
     grads = {
-        "Waa": rows(dz).T @ rows(prev_states),  # dL/dWaa = Σ_t dz_t a_{t-1}^T
-        "Wax": rows(dz).T @ rows(x),  # dL/dWax = Σ_t dz_t x_t^T
-        "ba": jnp.sum(dz, axis=(0, 1))[:, None],  # dL/dba = Σ_t Σ_m dz_t
+        "Waa": rows(d_hidden).T @ rows(previous_h),  # dL/dWaa = Σ_t d_hidden_t h_{t-1}^T
+        "Wax": rows(d_input).T @ rows(x),  # dL/dWax = Σ_t d_input_t x_t^T
+        "ba": jnp.sum(d_input, axis=(0, 1))[:, None],  # dL/dba = Σ_t Σ_m d_input_t
+        **cell.extra_bias_gradients(d_hidden),
     }
-    dx = dz @ Wax.astype(acc)  # dL/dx_t = Wax^T dz_t, on rows: dz_t Wax
+    dx = d_input @ Wax.astype(acc)  # dL/dx_t = Wax^T d_input_t, on rows: d_input_t Wax
     return grads, dx
 
 
-def hidden_backward(da, da_final, states, a_start, x, params, lengths, *, reverse, nonlinearity, time_offset=0):
+def hidden_backward(cell, da, d_final, carries, residuals, carry_start, x, params, lengths, *, reverse, time_offset=0):
     """Backpropagation through the recurrence over one stretch of time.
 
     Args:
-      da: `(T, m, n_a)`, accumulation dtype: dL/da_t from outside the recurrence.
-      da_final: `(m, n_a)`: gradient flowing into the last state processed.
-      states: `(T, m, n_a)`; a_start: `(m, n_a)`: the state before the stretch; x: `(T, m, n_x)`.
-      params: dict with `Wax, Waa, ba`; lengths, reverse, nonlinearity, time_offset: as forward.
+      cell: a `jaxrnn._cells.Cell`.
+      da: `(T, m, n_a)`, accumulation dtype: dL/dh_t from outside the recurrence.
+      d_final: a carry: the gradient flowing into the last carry processed.
+      carries, residuals: as `hidden_states` returns them; carry_start: the carry before the
+        stretch; x: `(T, m, n_x)`.
+      params: dict with `Wax, Waa, ba` (and the cell's extra biases); lengths, reverse,
+        time_offset: as in the forward pass.
 
     Returns:
-      `(grads with Wax, Waa, ba; dx (T, m, n_x); da_start (m, n_a))`, accumulation dtype.
+      `(grads, dx (T, m, n_x), d_start)`, accumulation dtype; `d_start` a carry.
     """
-    options = {"reverse": reverse, "time_offset": time_offset}
-    dz, da_start = recurrent_backward(
-        da, da_final, states, params["Waa"], lengths, nonlinearity=nonlinearity, **options
+    previous = tuple(
+        previous_states(part, start, lengths, reverse=reverse, time_offset=time_offset)
+        for part, start in zip(carries, carry_start)
     )
-    grads, dx = weight_gradients(dz, states, a_start, x, params["Wax"], lengths, **options)
-    return grads, dx, da_start
+    d_input, d_hidden, d_start = recurrent_backward(
+        cell,
+        da,
+        d_final,
+        carries,
+        residuals,
+        previous,
+        params["Waa"],
+        lengths,
+        reverse=reverse,
+        time_offset=time_offset,
+    )
+    grads, dx = weight_gradients(cell, d_input, d_hidden, previous[0], x, params["Wax"])
+    return grads, dx, d_start
 
 
 def logits_backward(do, states, params):
@@ -174,18 +193,22 @@ def cross_entropy_backward(dlosses, states, params, labels, counted):
     return logits_backward(do, states, params)
 
 
-def sequence_backward(config, params, x, a_start, states, y, lengths, labels, da, dhead, da_final, time_offset=0):
+def sequence_backward(
+    config, cell, params, x, carry_start, carries, residuals, y, lengths, labels, da, dhead, d_final, time_offset=0
+):
     """The whole backward of one layer over one stretch of time: the `custom_vjp` rule.
 
-    Internal layout throughout: `x (T, m, n_x)`, `a_start (m, n_a)`, `states, da (T, m, n_a)`,
-    `y (T, m, n_y)` (softmax head) or `labels (T, m)` (cross-entropy head), `dhead` the
-    head output's cotangent, `da_final (m, n_a)`. `da` or `dhead` may be None when that
-    output's cotangent is zero (the caller did not use it), which skips its work. `config`
-    carries the static options (`head`, `ignore_index`, `reverse`, `nonlinearity`).
+    Internal layout throughout: `x (T, m, n_x)`, `carry_start` and `d_final` carries (tuples
+    of `(m, n_a)`), `carries` and `residuals` as `hidden_states` returns them, `da (T, m, n_a)`,
+    `y (T, m, n_y)` (softmax head) or `labels (T, m)` (cross-entropy head), `dhead` the head
+    output's cotangent. `da` or `dhead` may be None when that output's cotangent is zero (the
+    caller did not use it), which skips its work. `config` carries the static options (`head`,
+    `ignore_index`, `reverse`).
 
-    Returns `(grads for every parameter, dx, da_start)` in the accumulation dtype.
+    Returns `(grads for every parameter, dx, d_start)` in the accumulation dtype.
     """
-    acc = da_final.dtype
+    acc = d_final[0].dtype
+    states = carries[0]  # the outputs h_t, which the head reads
     head_grads, da_head = {}, None
     if config.head is not None and dhead is None:
         head_grads = {k: jnp.zeros(params[k].shape, acc) for k in ("Wya", "by")}
@@ -197,17 +220,18 @@ def sequence_backward(config, params, x, a_start, states, y, lengths, labels, da
     if da is None:
         da = jnp.zeros(states.shape, acc) if da_head is None else da_head
     elif da_head is not None:
-        da = da + da_head  # dL/da_t from outside + Wya^T do_t
-    hidden_grads, dx, da_start = hidden_backward(
+        da = da + da_head  # dL/dh_t from outside + Wya^T do_t
+    hidden_grads, dx, d_start = hidden_backward(
+        cell,
         da,
-        da_final,
-        states,
-        a_start,
+        d_final,
+        carries,
+        residuals,
+        carry_start,
         x,
         params,
         lengths,
         reverse=config.reverse,
-        nonlinearity=config.nonlinearity,
         time_offset=time_offset,
     )
-    return {**hidden_grads, **head_grads}, dx, da_start
+    return {**hidden_grads, **head_grads}, dx, d_start

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _validate
+from jaxrnn import _cells, _validate
 from jaxrnn._backward import recurrent_backward, softmax_backward
 from jaxrnn._forward import accumulation_dtype
 from jaxrnn._layout import from_time_major, to_time_major
@@ -72,8 +72,16 @@ def gradients_through_time(x, a0, parameters, da, dy) -> GradientsThroughTime:
     _, da_through_output = softmax_backward(time_major(dy), time_major(y), states, params)
     da_outside = time_major(da).astype(acc) + da_through_output  # (outside)_t + Wya^T do_t
     no_gradient_after_the_end = jnp.zeros(states.shape[1:], acc)
-    dz, _ = recurrent_backward(
-        da_outside, no_gradient_after_the_end, states, params["Waa"], None, reverse=False, nonlinearity="tanh"
+    dz, _, _ = recurrent_backward(
+        _cells.get("vanilla", "tanh"),
+        da_outside,
+        (no_gradient_after_the_end,),
+        (states,),
+        (),
+        None,
+        params["Waa"],
+        None,
+        reverse=False,
     )
     dz, da_outside = from_time_major(dz, "seed"), from_time_major(da_outside, "seed")  # (n_a, m, T)
     # Waa^T dz_{t+1} for t = 1..T-1, one product over all steps; nothing comes after a_T.

@@ -1,35 +1,32 @@
-"""The forward pass of the recurrence, in the internal time-major layout `(T, m, n)`.
+"""The engine's forward pass, in the internal time-major layout `(T, m, n)`, for any cell.
 
-    z_t = Waa a_{t-1} + Wax x_t + ba,    a_t = f(z_t),    f = tanh or relu
+    carry_t = cell(carry_{t-1}, x_t)          vanilla: a_t = f(Waa a_{t-1} + Wax x_t + ba)
 
-written on row vectors, `a_t = f(a_{t-1} Waa^T + x_t Wax^T + ba^T)`: the same numbers. The
-input projection `x_t Wax^T` is one matrix product over all `T·m` rows, hoisted out of the
-loop, so the scan body does only the recurrent product, the bias and `f`.
+written on row vectors. The input products `x_t Wax^T` of every step and gate are one matrix
+product over all `T·m` rows, hoisted out of the loop; each scan step does the one recurrent
+product `h_{t-1} Waa^T` for all gates, and the cell's elementwise work (`jaxrnn._cells`).
 
 **Lengths.** With `lengths (m,)`, step `t` of example `i` is valid while `t < lengths[i]`
-(`valid_t`, a mask). A padded step freezes the state and outputs zero:
+(`valid_t`, a mask). A padded step freezes the carry and outputs zero:
 
-    carry_t = valid_t ? f(z_t) : carry_{t-1}        output a_t = valid_t ? f(z_t) : 0
+    carry_t = valid_t ? cell(carry_{t-1}, x_t) : carry_{t-1}      output_t = valid_t ? carry_t : 0
 
-so the final carry is the state after the last valid step (`a0` when the length is 0). With
-`lengths=None` every step is valid and the mask is skipped, statically: the seed's case.
+so the final carry is the carry after the last valid step (`carry_0` when the length is 0).
+With `lengths=None` every step is valid and the mask is skipped, statically: the seed's case.
 
 **Direction.** `reverse=True` runs the same step with `lax.scan(reverse=True)`: time `T-1`
-first. Padded steps `t >= lengths[i]` then come *first*, so the carry stays `a0` through them
-and each sequence is read from its last valid step back to its first; outputs stay in the
-original time order and padding stays at the end (Flax's `keep_order=True`), with no
-gathers.
+first. Padded steps `t >= lengths[i]` then come *first*, so the carry stays `carry_0` through
+them and each sequence is read from its last valid step back to its first; outputs stay in the
+original time order and padding stays at the end (Flax's `keep_order=True`), with no gathers.
 
 Matrix products take their operands in the input dtype and accumulate in
-`accumulation_dtype` (float32 for bfloat16/float16); states are stored in the input dtype.
+`accumulation_dtype` (float32 for bfloat16/float16); carries are stored in the input dtype.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 def accumulation_dtype(dtype) -> jnp.dtype:
@@ -38,12 +35,17 @@ def accumulation_dtype(dtype) -> jnp.dtype:
 
 
 def project_inputs(x: jax.Array, Wax: jax.Array) -> jax.Array:
-    """`x_t Wax^T` for every t at once: `(T, m, n_x)` -> `(T, m, n_a)`, accumulation dtype.
+    """`x_t Wax^T` for every t at once: `(T, m, n_x)` -> `(T, m, G·n_a)`, accumulation dtype.
 
-    The bias is added inside the scan, where it fuses with `f`; added here it would cost a
-    separate pass over the whole `(T, m, n_a)` array.
+    The bias is added inside the scan, where it fuses with the cell's elementwise work; added
+    here it would cost a separate pass over the whole `(T, m, G·n_a)` array.
     """
     return jnp.einsum("tmx,ax->tma", x, Wax, preferred_element_type=accumulation_dtype(x.dtype))
+
+
+def bias_rows(cell, params, dtype) -> dict:
+    """The cell's biases as rows `(1, k)` in `dtype` (`ba` and any `extra_biases`), for the step."""
+    return {k: params[k].astype(dtype).T for k in ("ba", *cell.extra_biases)}
 
 
 def step_is_valid(t, lengths):
@@ -63,49 +65,54 @@ def valid_steps(T: int, lengths, time_offset=0):
     return step_indices(T, time_offset)[:, None] < lengths[None, :]
 
 
-def cell_step(Waa_T, ba_row, a_prev, projected_input, nonlinearity):
-    """One step on `(m, n_a)` rows: `a_t = f(a_{t-1} Waa^T + x_t Wax^T + ba^T)`.
+def cell_forward(cell, carry, projected, Waa_T, biases):
+    """One step of `cell` from `carry` (a tuple of `(m, n_a)` rows): `(carry', residuals)`.
 
-    Takes `Waa_T = Waa^T`, transposed once by the caller outside any loop (XLA's CPU backend
-    runs a product with a transpose inside a scan body markedly slower), `ba_row = ba^T`
-    `(1, n_a)` and the projected input `x_t Wax^T` in the accumulation dtype. Stores `a_t`
-    in `a_prev.dtype`.
+    Does the step's one product, `hidden = h_{t-1} Waa^T` for all gates, taking
+    `Waa_T = Waa^T` transposed once by the caller outside any loop (XLA's CPU backend runs a
+    product with a transpose inside a scan body markedly slower), the projected input
+    `x_t Wax^T` and the bias rows (`bias_rows`) in the accumulation dtype.
     """
-    acc = projected_input.dtype
-    pre_activation = jnp.dot(a_prev, Waa_T, preferred_element_type=acc) + projected_input + ba_row
-    return ACTIVATIONS[nonlinearity](pre_activation).astype(a_prev.dtype)
+    hidden = jnp.dot(carry[0], Waa_T, preferred_element_type=projected.dtype)  # h_{t-1} Waa^T
+    return cell.step(carry, projected, hidden, biases)
 
 
-def masked_step(a_prev, a_next, valid):
-    """`(carry, output)` of a step: `(a_next, a_next)`, or for a padded step `(a_prev, 0)`."""
+def masked_step(previous, new, valid):
+    """`(carry, output)` of a step, each part by part: `(new, new)`, or for a padded step `(previous, 0)`."""
     if valid is None:
-        return a_next, a_next
-    return jnp.where(valid, a_next, a_prev), jnp.where(valid, a_next, jnp.zeros_like(a_next))
+        return new, new
+    carry = tuple(jnp.where(valid, n, p) for p, n in zip(previous, new))
+    return carry, tuple(jnp.where(valid, n, jnp.zeros_like(n)) for n in new)
 
 
-def hidden_states(x, a0, params, lengths, *, reverse, nonlinearity, time_offset=0):
-    """Runs the recurrence over `x (T, m, n_x)` from `a0 (m, n_a)`.
+def hidden_states(cell, x, carry0, params, lengths, *, reverse, time_offset=0):
+    """Runs the recurrence of `cell` over `x (T, m, n_x)` from `carry0`.
 
     Args:
-      x: `(T, m, n_x)`; a0: `(m, n_a)`; params: dict with `Wax, Waa, ba`.
+      cell: a `jaxrnn._cells.Cell`.
+      x: `(T, m, n_x)`; carry0: a tuple of `(m, n_a)` rows, `h` first.
+      params: dict with `Wax, Waa, ba` and the cell's extra biases.
       lengths: `(m,)` ints or None (every step valid).
       reverse: run from step `T-1` down to 0.
-      nonlinearity: `"tanh"` or `"relu"`.
       time_offset: the global index of `x`'s first step (for segments of a longer sequence).
 
     Returns:
-      `(states (T, m, n_a), final (m, n_a))`: `a_1..a_T` in time order (zero at padded
-      steps) and the carry after the last step processed.
+      `(carries, residuals, final)`: `carries` a tuple like `carry0` of `(T, m, n_a)`
+      sequences in time order, zero at padded steps (`carries[0]` holds the outputs
+      `h_1..h_T`); `residuals` the cell's per-step residuals `(T, m, n_a)` in the input dtype
+      (any value at padded steps); `final` the carry after the last step processed.
     """
     projected_inputs = project_inputs(x, params["Wax"])
     Waa_T = params["Waa"].T
-    ba_row = params["ba"].astype(projected_inputs.dtype).T
+    biases = bias_rows(cell, params, projected_inputs.dtype)
+    dtype = x.dtype
 
-    def step(a_prev, inputs):
+    def step(carry, inputs):
         projected_input, t = inputs
-        a_next = cell_step(Waa_T, ba_row, a_prev, projected_input, nonlinearity)
-        return masked_step(a_prev, a_next, step_is_valid(t, lengths))
+        new, residuals = cell_forward(cell, carry, projected_input, Waa_T, biases)
+        carry, outputs = masked_step(carry, new, step_is_valid(t, lengths))
+        return carry, (outputs, tuple(r.astype(dtype) for r in residuals))
 
     times = None if lengths is None else step_indices(x.shape[0], time_offset)
-    final, states = jax.lax.scan(step, a0, (projected_inputs, times), reverse=reverse)
-    return states, final
+    final, (carries, residuals) = jax.lax.scan(step, carry0, (projected_inputs, times), reverse=reverse)
+    return carries, residuals, final

@@ -24,7 +24,7 @@ class Options(NamedTuple):
 
 
 def options(fn: str, nonlinearity: str, layout: str, checkpoint_every: int | None, gradient: str) -> Options:
-    _, nonlinearity, every, gradient, _ = _validate.layer_options(
+    checked = _validate.layer_options(
         fn,
         reverse=False,
         nonlinearity=nonlinearity,
@@ -32,7 +32,8 @@ def options(fn: str, nonlinearity: str, layout: str, checkpoint_every: int | Non
         gradient=gradient,
         return_final_state=True,
     )
-    return Options(nonlinearity, _validate.choice(fn, "layout", layout, MODULE_LAYOUTS), every, gradient)
+    layout = _validate.choice(fn, "layout", layout, MODULE_LAYOUTS)
+    return Options(checked.nonlinearity, layout, checked.checkpoint_every, checked.gradient)
 
 
 def checked_layers(fn: str, layers: Any) -> list:

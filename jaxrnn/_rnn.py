@@ -1,5 +1,5 @@
 """The public layer calls: `rnn` (the seed's layer, head optional) and `rnn_cross_entropy`
-(the fused softmax–cross-entropy head), each with its autodiff twin.
+(the fused softmax–cross-entropy head), each with its autodiff twin, for every cell.
 
 Each call checks its inputs once, here, and hands them to `_layer.run_layer`.
 """
@@ -24,21 +24,29 @@ def rnn(
     checkpoint_every: int | None = None,
     gradient: str = "hand",
     return_final_state: bool = False,
+    cell: str = "vanilla",
 ):
-    """The RNN layer, differentiated by the hand-derived backward.
+    """The recurrent layer — vanilla RNN, GRU or LSTM — differentiated by the hand-derived backward.
 
-        a_t = f(Waa a_{t-1} + Wax x_t + ba),    y_t = softmax(Wya a_t + by)
+        vanilla: a_t = f(Waa a_{t-1} + Wax x_t + ba)          (the seed's)
+        gru:     PyTorch's nn.GRU equations (gates r, z, n)
+        lstm:    PyTorch's nn.LSTM equations (gates i, f, g, o; state (h, c))
+        head:    y_t = softmax(Wya a_t + by)
 
     Reverse mode (`jax.grad`, `jax.vjp`, grad-of-grad) runs the hand-written backward of
-    `jaxrnn._backward`. Forward mode (`jax.jvp`, `jax.jacfwd`) is not defined for a
-    `custom_vjp` function; use `rnn_autodiff` (or `gradient="autodiff"`) for it.
+    `jaxrnn._backward` and `jaxrnn._cells`. Forward mode (`jax.jvp`, `jax.jacfwd`) is not
+    defined for a `custom_vjp` function; use `rnn_jvp` (the hand-derived forward mode), or
+    `rnn_autodiff` (or `gradient="autodiff"`).
 
     Args:
       x: inputs: `(n_x, m, T_x)` in the seed layout, `(B, T, n_x)` batch-major,
         `(T, B, n_x)` time-major (see `layout`).
-      a0: initial state: `(n_a, m)` in the seed layout, `(B, n_a)` otherwise; None: zeros.
-      parameters: dict with `Wax (n_a, n_x)`, `Waa (n_a, n_a)`, `ba (n_a, 1)` and, for the
-        softmax head, `Wya (n_y, n_a)`, `by (n_y, 1)`; all of the dtype of `x`.
+      a0: initial state: `(n_a, m)` in the seed layout, `(B, n_a)` otherwise; for an LSTM a
+        pair `(h0, c0)` of them (`jaxrnn.LSTMState` or a tuple); None: zeros.
+      parameters: dict with `Wax (G·n_a, n_x)`, `Waa (G·n_a, n_a)`, `ba (G·n_a, 1)` — `G` = 1,
+        3, 4 gates stacked in PyTorch's order for the vanilla cell, GRU, LSTM — the GRU's
+        `bhn (n_a, 1)` and, for the softmax head, `Wya (n_y, n_a)`, `by (n_y, 1)`; all of the
+        dtype of `x` (`jaxrnn.init_parameters` draws them).
       seq_lengths: `(m,)` integers in `[0, T]`, or None (every sequence is full length).
         Steps `t >= seq_lengths[i]` are padding: the state is frozen, `a` and `y` are zero
         there, and padded inputs get zero gradient. Concrete lengths outside `[0, T]` raise;
@@ -52,11 +60,12 @@ def rnn(
       gradient: `"hand"` (the derivation) or `"autodiff"` (the same forward left to JAX).
       return_final_state: also return the state after each sequence's last valid step
         (`a0` itself for length 0), with its gradient.
+      cell: `"vanilla"` (the seed's), `"gru"` or `"lstm"`; `nonlinearity` is the vanilla cell's.
 
     Returns:
       `(a, y)`, or `(a, y, a_final)` with `return_final_state=True`: `a` `(n_a, m, T_x)` /
-      `(B, T, n_a)` / `(T, B, n_a)`, `y` likewise with `n_y` (None without a head),
-      `a_final` in the layout of `a0`.
+      `(B, T, n_a)` / `(T, B, n_a)` (the hidden states `h_t`), `y` likewise with `n_y` (None
+      without a head), `a_final` in the layout of `a0` (an `LSTMState(h, c)` for an LSTM).
     """
     return _call(
         "rnn",
@@ -71,6 +80,7 @@ def rnn(
         checkpoint_every=checkpoint_every,
         gradient=gradient,
         return_final_state=return_final_state,
+        cell=cell,
     )
 
 
@@ -98,6 +108,7 @@ def rnn_cross_entropy(
     checkpoint_every: int | None = None,
     gradient: str = "hand",
     return_final_state: bool = False,
+    cell: str = "vanilla",
 ):
     """Per-token cross-entropy of the RNN's predictions, with the hand-derived backward.
 
@@ -109,8 +120,8 @@ def rnn_cross_entropy(
 
     Args:
       x, a0, seq_lengths, reverse, nonlinearity, layout, checkpoint_every, gradient,
-        return_final_state: as in `rnn`.
-      parameters: all five keys (the head's `Wya`, `by` included).
+        return_final_state, cell: as in `rnn`.
+      parameters: the cell's and the head's `Wya`, `by`.
       labels: integer class indices in `[0, n_y)`: `(m, T_x)` in the seed layout, `(B, T)`
         batch-major, `(T, B)` time-major.
       ignore_index: a label value whose tokens have no loss (e.g. PyTorch's `-100`), or None.
@@ -137,6 +148,7 @@ def rnn_cross_entropy(
         checkpoint_every=checkpoint_every,
         gradient=gradient,
         return_final_state=return_final_state,
+        cell=cell,
     )
 
 
@@ -179,18 +191,20 @@ def _call(
     checkpoint_every=None,
     gradient="hand",
     return_final_state=False,
+    cell="vanilla",
 ):
     """The one implementation behind every layer call: checks, then `run_layer`."""
-    reverse, nonlinearity, every, gradient, return_final_state = _validate.layer_options(
+    options = _validate.layer_options(
         fn,
         reverse=reverse,
         nonlinearity=nonlinearity,
         checkpoint_every=checkpoint_every,
         gradient=gradient,
         return_final_state=return_final_state,
+        cell=cell,
     )
     head = "required" if labels is not None else "optional"
-    checked = _validate.layer_inputs(fn, x, a0, parameters, seq_lengths, layout, head=head)
+    checked = _validate.layer_inputs(fn, x, a0, parameters, seq_lengths, layout, head=head, cell=options.cell)
     T = checked.sizes.T_x
     if labels is not None:
         ignore_index = _validate.ignore_index(fn, ignore_index)
@@ -199,12 +213,19 @@ def _call(
     else:
         head = None if checked.sizes.n_y is None else "softmax"
     lengths, poison = _validate.guard_lengths(checked.lengths, T)
-    a0 = checked.a0 if poison is None else checked.a0 + poison.astype(checked.a0.dtype)
-    config = Config(layout, reverse, nonlinearity, balanced_segment_length(every, T), head, ignore_index)
-    a, head_output, final = run_layer(config, checked.x, a0, checked.params, lengths, labels, gradient)
-    final = _layout.state_from_rows(final, layout)
+    carry0 = poisoned(checked.carry0, poison)
+    every = balanced_segment_length(options.checkpoint_every, T)
+    config = Config(layout, options.reverse, options.nonlinearity, every, head, ignore_index, options.cell)
+    a, head_output, final = run_layer(config, checked.x, carry0, checked.params, lengths, labels, options.gradient)
+    final = _validate.public_state(final, layout)
     if head == "cross_entropy":
         outputs = (_layout.losses_from_time_major(head_output, layout), a)
     else:
         outputs = (a, head_output)
-    return (*outputs, final) if return_final_state else outputs
+    return (*outputs, final) if options.return_final_state else outputs
+
+
+def poisoned(carry: tuple, poison) -> tuple:
+    """The carry with `poison` added (NaN for an example whose traced length is out of range;
+    see `_validate.guard_lengths`), or the carry itself without lengths."""
+    return carry if poison is None else tuple(part + poison.astype(part.dtype) for part in carry)

@@ -13,12 +13,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _layout, _validate
+from jaxrnn import _cells, _layout, _validate
 from jaxrnn._backward import hidden_backward
 from jaxrnn._forward import accumulation_dtype, hidden_states
 from jaxrnn._heads import predictions
 
-_SEED = {"lengths": None, "reverse": False, "nonlinearity": "tanh"}
+_CELL = _cells.get("vanilla", "tanh")
+_SEED = {"lengths": None, "reverse": False}
 
 
 class Caches(NamedTuple):
@@ -39,18 +40,20 @@ class Caches(NamedTuple):
 
 def _forward(x, a0, params):
     """Internal layout: `x (T, m, n_x)`, `a0 (m, n_a)` -> `(states (T, m, n_a), y (T, m, n_y))`."""
-    states, _ = hidden_states(x, a0, params, **_SEED)
+    (states,), _, _ = hidden_states(_CELL, x, (a0,), params, **_SEED)
     return states, predictions(states, params, None)
 
 
 def _backward(da, states, a0, x, params):
     """`hidden_backward` over a whole stretch from the seed's layouts; the seed's dict of gradients."""
     acc = accumulation_dtype(da.dtype)
-    grads, dx, da0 = hidden_backward(
+    grads, dx, (da0,) = hidden_backward(
+        _CELL,
         _layout.to_time_major(da, "seed").astype(acc),
-        jnp.zeros(a0.T.shape, acc),
-        states,
-        a0.T,
+        (jnp.zeros(a0.T.shape, acc),),
+        (states,),
+        (),
+        (a0.T,),
         _layout.to_time_major(x, "seed"),
         params,
         **_SEED,

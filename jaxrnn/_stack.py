@@ -14,11 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _layout, _validate
-from jaxrnn._forward import cell_step, project_inputs
+from jaxrnn import _cells, _layout, _validate
+from jaxrnn._forward import bias_rows, cell_forward, project_inputs
 from jaxrnn._heads import output_logits
 from jaxrnn._layer import Config, run_layer
-from jaxrnn._rnn import balanced_segment_length
+from jaxrnn._rnn import balanced_segment_length, poisoned
 
 
 def rnn_stack(
@@ -34,22 +34,24 @@ def rnn_stack(
     dropout: float = 0.0,
     key: jax.Array | None = None,
     return_final_state: bool = False,
+    cell: str = "vanilla",
 ):
-    """A stack of RNN layers, each unidirectional or bidirectional, on the hand-derived backward.
+    """A stack of recurrent layers, each unidirectional or bidirectional, on the hand-derived backward.
 
-    The multi-layer counterpart of `rnn` (and of PyTorch's `nn.RNN(num_layers=L,
+    The multi-layer counterpart of `rnn` (and of PyTorch's `nn.RNN`/`nn.GRU`/`nn.LSTM(num_layers=L,
     bidirectional=...)`); a one-layer stack of a dict is `rnn`.
 
     Args:
       x: inputs in `layout` (see `rnn`).
       a0: None (zeros), or a list with one initial state per layer — a pair `(forward,
-        reverse)` for a bidirectional layer — each `(n_a, m)` (seed) or `(B, n_a)`.
-      layers: a list, bottom first, of parameter dicts `Wax, Waa, ba` (or pairs of them for
+        reverse)` for a bidirectional layer — each `(n_a, m)` (seed) or `(B, n_a)`, an LSTM's
+        itself a pair `(h, c)` of them (`jaxrnn.from_torch_hidden` converts PyTorch's `h_0`).
+      layers: a list, bottom first, of parameter dicts of `cell` (see `rnn`; pairs of them for
         bidirectional layers). Layer l's `Wax` takes layer l-1's output width (`n_a`, or
         `2·n_a` after a bidirectional layer). The top layer, when unidirectional, may also
         carry `Wya, by`: the softmax head, whose `y` is returned.
-      seq_lengths, nonlinearity, layout, checkpoint_every, gradient: as in `rnn`, for every
-        layer. Each reverse direction reads each sequence from its last valid step.
+      seq_lengths, nonlinearity, layout, checkpoint_every, gradient, cell: as in `rnn`, for
+        every layer. Each reverse direction reads each sequence from its last valid step.
       dropout: the probability of zeroing each input of layers 1..L-1 (inverted dropout,
         PyTorch's `dropout`); 0 (the default) at inference.
       key: a `jax.random` key for the dropout masks; required when `dropout > 0`.
@@ -57,82 +59,91 @@ def rnn_stack(
 
     Returns:
       `(a, y)` or `(a, y, final_states)`: `a` the top layer's states (`2·n_a` features for a
-      bidirectional top), `y` the head's predictions or None, `final_states` a list like `a0`.
+      bidirectional top), `y` the head's predictions or None, `final_states` a list like `a0`
+      (`jaxrnn.to_torch_hidden` gives PyTorch's `h_n`, or `(h_n, c_n)`).
     """
     fn = "rnn_stack"
-    _, nonlinearity, every, gradient, return_final_state = _validate.layer_options(
+    options = _validate.layer_options(
         fn,
         reverse=False,
         nonlinearity=nonlinearity,
         checkpoint_every=checkpoint_every,
         gradient=gradient,
         return_final_state=return_final_state,
+        cell=cell,
     )
     rate = _validate.dropout(fn, dropout, key)
-    checked = _validate.stack_inputs(fn, x, a0, layers, seq_lengths, layout)
+    checked = _validate.stack_inputs(fn, x, a0, layers, seq_lengths, layout, options.cell)
     lengths, poison = _validate.guard_lengths(checked.lengths, checked.T)
-    config = Config("time_major", False, nonlinearity, balanced_segment_length(every, checked.T), None, None)
+    every = balanced_segment_length(options.checkpoint_every, checked.T)
+    config = Config("time_major", False, options.nonlinearity, every, None, None, options.cell)
     inputs = _layout.to_time_major(checked.x, layout)
     dropout_keys = jax.random.split(key, len(checked.layers)) if rate > 0 else None
     y, final_states = None, []
-    for l, (layer, states) in enumerate(zip(checked.layers, checked.a0)):
+    for l, (layer, carries) in enumerate(zip(checked.layers, checked.a0)):
         if l > 0 and rate > 0:
             keep = jax.random.bernoulli(dropout_keys[l], 1 - rate, inputs.shape)
             inputs = jnp.where(keep, inputs / (1 - rate), 0).astype(inputs.dtype)  # inverted dropout
         outputs, finals = [], []
-        for params, a0_rows, reverse in zip(layer, states, (False, True)):
+        for params, carry0, reverse in zip(layer, carries, (False, True)):
             head = "softmax" if "Wya" in params else None
             direction = config._replace(reverse=reverse, head=head)
-            if poison is not None:
-                a0_rows = a0_rows + poison.astype(a0_rows.dtype)
-            a, y, final = run_layer(direction, inputs, a0_rows, params, lengths, None, gradient)
+            a, y, final = run_layer(
+                direction, inputs, poisoned(carry0, poison), params, lengths, None, options.gradient
+            )
             outputs.append(a)
-            finals.append(_layout.state_from_rows(final, layout))
+            finals.append(_validate.public_state(final, layout))
         inputs = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
         final_states.append(finals[0] if len(finals) == 1 else tuple(finals))
     a = _layout.from_time_major(inputs, layout)
     y = None if y is None else _layout.from_time_major(y, layout)
-    return (a, y, final_states) if return_final_state else (a, y)
+    return (a, y, final_states) if options.return_final_state else (a, y)
 
 
-def rnn_step(x_t: jax.Array, a_prev, parameters, *, nonlinearity: str = "tanh", layout: str = "seed"):
+def rnn_step(
+    x_t: jax.Array, a_prev, parameters, *, nonlinearity: str = "tanh", layout: str = "seed", cell: str = "vanilla"
+):
     """One time step of a layer or a unidirectional stack, for streaming inference.
 
     Carries the state across calls (or across the steps of a user's own `lax.scan`): the same
-    numbers as `rnn`/`rnn_stack` one step at a time. Plain `jax.numpy`; its gradient, when
-    taken, is JAX's.
+    numbers as `rnn`/`rnn_stack` one step at a time — the same step function runs inside
+    their scan. Plain `jax.numpy`; its gradient, when taken, is JAX's.
 
     Args:
       x_t: one input step: `(n_x, m)` in the seed layout, `(B, n_x)` otherwise.
-      a_prev: the state: `(n_a, m)` / `(B, n_a)` for one layer, a list of them for a stack.
-      parameters: a parameter dict, or a list of them (bottom first); the top one may have
-        the softmax head `Wya, by`.
-      nonlinearity: `"tanh"` or `"relu"`.
+      a_prev: the state: `(n_a, m)` / `(B, n_a)` for one layer (an LSTM's a pair `(h, c)`),
+        a list of them for a stack; None: zeros.
+      parameters: a parameter dict of `cell`, or a list of them (bottom first); the top one
+        may have the softmax head `Wya, by`.
+      nonlinearity: `"tanh"` or `"relu"` (the vanilla cell's).
       layout: `"seed"`, `"batch_major"` or `"time_major"` (the last two are the same per step).
+      cell: `"vanilla"`, `"gru"` or `"lstm"`.
 
     Returns:
       `(a_next, y_t)`: `a_next` structured like `a_prev`; `y_t` `(n_y, m)` / `(B, n_y)` from
       the top layer's head, or None.
     """
     fn = "rnn_step"
-    nonlinearity = _validate.choice(fn, "nonlinearity", nonlinearity, _validate.NONLINEARITIES)
+    cell = _validate.cell_option(fn, cell)
+    nonlinearity = _validate.cell_nonlinearity(fn, cell, nonlinearity)
     layout = _validate.choice(fn, "layout", layout, _layout.LAYOUTS)
     single = not isinstance(parameters, (list, tuple))
-    layers = _validate.layer_list(fn, [parameters] if single else parameters, bidirectional_allowed=False)
+    layers = _validate.layer_list(fn, [parameters] if single else parameters, bidirectional_allowed=False, cell=cell)
     x_t = _validate.as_float_array(fn, "x_t", x_t)
     _validate.check_rank(fn, "x_t", x_t, 2, "(n_x, m)" if layout == "seed" else "(B, n_x)")
     rows = _layout.state_to_rows(x_t, layout)  # (m, n_x)
     _validate.check_input_width(fn, layers[0][0], "x_t", x_t, rows.shape[1], key="layers[0]['Wax']")
     _validate.check_same_dtype(fn, {"x_t": x_t, "parameters['Wax']": layers[0][0]["Wax"]})
-    states = _validate.initial_states(
-        fn, [a_prev] if single else a_prev, layers, rows.shape[0], layout, x_t.dtype, "a_prev"
-    )
+    a_prev = [a_prev] if single and a_prev is not None else a_prev
+    states = _validate.initial_states(fn, a_prev, layers, rows.shape[0], layout, x_t.dtype, cell, "a_prev")
+    step_cell = _cells.get(cell, nonlinearity)
     next_states = []
-    for (params,), (a_rows,) in zip(layers, states):
-        projected = project_inputs(rows[None], params["Wax"])[0]  # x_t Wax^T, (m, n_a)
-        ba_row = params["ba"].astype(projected.dtype).T
-        rows = cell_step(params["Waa"].T, ba_row, a_rows, projected, nonlinearity)
-        next_states.append(_layout.state_from_rows(rows, layout))
+    for (params,), (carry,) in zip(layers, states):
+        projected = project_inputs(rows[None], params["Wax"])[0]  # x_t Wax^T, (m, G·n_a)
+        biases = bias_rows(step_cell, params, projected.dtype)
+        carry, _ = cell_forward(step_cell, carry, projected, params["Waa"].T, biases)
+        rows = carry[0]
+        next_states.append(_validate.public_state(carry, layout))
     y_t = None
     if "Wya" in layers[-1][0]:
         logits = output_logits(rows[None], layers[-1][0]["Wya"], layers[-1][0]["by"])[0]

@@ -16,15 +16,40 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import _layout
+from jaxrnn import _cells, _layout
 
 RECURRENT_KEYS = ("Wax", "Waa", "ba")
 HEAD_KEYS = ("Wya", "by")
 PARAMETER_KEYS = RECURRENT_KEYS + HEAD_KEYS
 NONLINEARITIES = ("tanh", "relu")
 GRADIENTS = ("hand", "autodiff")
+CELLS = _cells.CELL_NAMES
+_GATES = {"vanilla": 1, "gru": 3, "lstm": 4}
 
-_PARAMETER_LAYOUT = {"Wax": "(n_a, n_x)", "Waa": "(n_a, n_a)", "Wya": "(n_y, n_a)", "ba": "(n_a, 1)", "by": "(n_y, 1)"}
+
+def _rows(cell: str) -> str:
+    """The rows of a cell's stacked weights, for messages: `n_a`, `3·n_a`, `4·n_a`."""
+    gates = _GATES[cell]
+    return "n_a" if gates == 1 else f"{gates}·n_a"
+
+
+def _parameter_layout(cell: str, key: str) -> str:
+    rows = _rows(cell)
+    return {
+        "Wax": f"({rows}, n_x)",
+        "Waa": f"({rows}, n_a)",
+        "ba": f"({rows}, 1)",
+        "bhn": "(n_a, 1)",
+        "Wya": "(n_y, n_a)",
+        "by": "(n_y, 1)",
+    }[key]
+
+
+def recurrent_keys(cell: str) -> tuple[str, ...]:
+    """The recurrent parameters of a cell: `Wax, Waa, ba` and its extra biases (the GRU's `bhn`)."""
+    return RECURRENT_KEYS + _cells.get(cell).extra_biases
+
+
 # Axis names of x, a0 and the labels in each layout, for messages.
 _NAMES = {
     "seed": {"x": "(n_x, m, T_x)", "a0": "(n_a, m)", "labels": "(m, T_x)", "batch": "m", "time": "T_x"},
@@ -109,60 +134,97 @@ def check_same_dtype(fn: str, named_arrays: dict[str, jax.Array]) -> None:
             )
 
 
-def parameters(fn: str, params: Any, name: str = "parameters", head: str = "required"):
+def cell_option(fn: str, value: Any) -> str:
+    """The `cell` option: `"vanilla"`, `"gru"` or `"lstm"`."""
+    return choice(fn, "cell", value, CELLS)
+
+
+def parameters(fn: str, params: Any, name: str = "parameters", head: str = "required", cell: str = "vanilla"):
     """Checks one layer's parameter dict; returns it as a plain dict of arrays and `(n_x, n_a, n_y)`.
 
-    `head`: `"required"` (all five keys), `"optional"` (`Wax, Waa, ba`, with or without
-    `Wya, by`) or `"forbidden"` (exactly `Wax, Waa, ba`); `n_y` is None without a head.
+    `head`: `"required"` (the recurrent keys and `Wya, by`), `"optional"` (with or without
+    `Wya, by`) or `"forbidden"` (exactly the recurrent keys); `n_y` is None without a head.
+    `cell` fixes the recurrent keys (`recurrent_keys`) and the rows of the stacked weights
+    (`G·n_a`); parameters that look like another cell's get a hint naming it.
     """
+    recurrent = recurrent_keys(cell)
     if not isinstance(params, Mapping):
         raise TypeError(
-            f"{fn}: {name} must be a dict with keys {_expected_keys(head)}; received {type(params).__name__}"
+            f"{fn}: {name} must be a dict with keys {_expected_keys(head, recurrent)}; received {type(params).__name__}"
         )
     has_head = any(k in params for k in HEAD_KEYS)
-    if head == "required" or (head == "optional" and has_head):
-        expected = PARAMETER_KEYS
-    else:
-        expected = RECURRENT_KEYS
+    expected = recurrent + HEAD_KEYS if head == "required" or (head == "optional" and has_head) else recurrent
     missing = [k for k in expected if k not in params]
     extra = sorted(str(k) for k in params if k not in expected)
     if missing or extra:
         why = " (only a unidirectional top layer may carry an output head)" if head == "forbidden" and has_head else ""
         raise ValueError(
-            f"{fn}: {name} must have exactly the keys {_expected_keys(head, has_head)}; "
-            f"missing {missing}, unexpected {extra}{why}"
+            f"{fn}: {name} must have exactly the keys {_expected_keys(head, recurrent, has_head)} of a {cell} "
+            f"layer; missing {missing}, unexpected {extra}{why}{_cell_hint(params, cell)}"
         )
     arrays = {k: as_float_array(fn, f"{name}['{k}']", params[k]) for k in expected}
     for k in expected:
-        check_rank(fn, f"{name}['{k}']", arrays[k], 2, _PARAMETER_LAYOUT[k])
-    n_a, n_x = arrays["Wax"].shape
-    check_shape(fn, f"{name}['Waa']", arrays["Waa"], (n_a, n_a), f"n_a={n_a} from Wax")
-    check_shape(fn, f"{name}['ba']", arrays["ba"], (n_a, 1), f"n_a={n_a} from Wax")
+        check_rank(fn, f"{name}['{k}']", arrays[k], 2, _parameter_layout(cell, k))
+    rows, n_a = arrays["Waa"].shape
+    gates = _GATES[cell]
+    if rows != gates * n_a:
+        raise ValueError(
+            f"{fn}: {name}['Waa'].shape={(rows, n_a)} is not {_parameter_layout(cell, 'Waa')} for a {cell} "
+            f"layer: expected {(gates * n_a, n_a)} with n_a={n_a}{_cell_hint(params, cell)}"
+        )
+    n_x = arrays["Wax"].shape[1]
+    from_waa = f"n_a={n_a} from Waa"
+    check_shape(fn, f"{name}['Wax']", arrays["Wax"], (gates * n_a, n_x), f"{from_waa} ({_rows(cell)} rows)")
+    check_shape(fn, f"{name}['ba']", arrays["ba"], (gates * n_a, 1), f"{from_waa} ({_rows(cell)} rows)")
+    for k in _cells.get(cell).extra_biases:
+        check_shape(fn, f"{name}['{k}']", arrays[k], (n_a, 1), from_waa)
     n_y = None
     if "Wya" in arrays:
         n_y = arrays["Wya"].shape[0]
-        check_shape(fn, f"{name}['Wya']", arrays["Wya"], (n_y, n_a), f"n_a={n_a} from Wax")
+        check_shape(fn, f"{name}['Wya']", arrays["Wya"], (n_y, n_a), from_waa)
         check_shape(fn, f"{name}['by']", arrays["by"], (n_y, 1), f"n_y={n_y} from Wya")
     check_same_dtype(fn, {f"{name}['{k}']": arrays[k] for k in expected})
     return arrays, (n_x, n_a, n_y)
 
 
-def _expected_keys(head: str, has_head: bool = True) -> str:
-    if head == "required":
-        return str(list(PARAMETER_KEYS))
-    if head == "forbidden" or not has_head:
-        return str(list(RECURRENT_KEYS)) + ("" if head == "forbidden" else f" (plus {list(HEAD_KEYS)} for a head)")
-    return str(list(PARAMETER_KEYS))
+def _cell_hint(params: Any, cell: str) -> str:
+    """`; these look like a GRU's parameters: pass cell="gru"` where the keys or shapes say so."""
+    try:
+        rows, n_a = np.shape(params["Waa"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    looks_like = [name for name, gates in _GATES.items() if rows == gates * n_a and name != cell]
+    if "bhn" in params:
+        looks_like = ["gru"] if cell != "gru" else []
+    elif looks_like == ["gru"]:
+        looks_like = []  # a GRU needs bhn as well
+    return f"; these look like a {looks_like[0]} layer's parameters: pass cell={looks_like[0]!r}" if looks_like else ""
+
+
+def _expected_keys(head: str, recurrent: tuple, has_head: bool = True) -> str:
+    if head == "required" or (head == "optional" and has_head):
+        return str(list(recurrent + HEAD_KEYS))
+    return str(list(recurrent)) + ("" if head == "forbidden" else f" (plus {list(HEAD_KEYS)} for a head)")
 
 
 def check_input_width(fn: str, params: dict, name: str, array: jax.Array, n_x_in: int, layout: str = "", *, key="Wax"):
-    """`Wax (n_a, n_x)` must take inputs of width `n_x_in` (read from `array`'s layout)."""
-    n_a, n_x = params["Wax"].shape
+    """`Wax (G·n_a, n_x)` must take inputs of width `n_x_in` (read from `array`'s layout)."""
+    rows, n_x = params["Wax"].shape
     if n_x_in != n_x:
+        gates = rows // params["Waa"].shape[1]
         raise ValueError(
-            f"{fn}: {key}.shape={tuple(params['Wax'].shape)} does not fit "
-            f"{name}.shape={tuple(array.shape)}{layout}; expected (n_a, n_x) = ({n_a}, {n_x_in})"
+            f"{fn}: {key}.shape={tuple(params['Wax'].shape)} does not fit {name}.shape={tuple(array.shape)}{layout}; "
+            f"expected ({'n_a' if gates == 1 else f'{gates}·n_a'}, n_x) = ({rows}, {n_x_in})"
         )
+
+
+def _layout_hint(shape: tuple, layout: str, n_x: int) -> str:
+    """`; x fits layout="batch_major" (B, T, n_x)` when another layout reads `n_x` features off `shape`."""
+    fits = [other for other in _layout.LAYOUTS if other != layout and _layout.sizes(shape, other)[0] == n_x]
+    if not fits:
+        return ""
+    options = " or ".join(f"layout={other!r} {_NAMES[other]['x']}" for other in fits)
+    return f". x would fit {options}: pass the layout your data has"
 
 
 def sequence(fn: str, x: Any, layout: str, params: dict, key: str) -> tuple[jax.Array, int, int]:
@@ -172,7 +234,14 @@ def sequence(fn: str, x: Any, layout: str, params: dict, key: str) -> tuple[jax.
     check_rank(fn, "x", x, 3, names["x"])
     n_x_in, m, T = _layout.sizes(x.shape, layout)
     suffix = "" if layout == "seed" else f" {names['x']}"
-    check_input_width(fn, params, "x", x, n_x_in, suffix, key=key)
+    rows, n_x = params["Wax"].shape
+    if n_x_in != n_x:
+        gates = rows // params["Waa"].shape[1]
+        raise ValueError(
+            f"{fn}: {key}.shape={tuple(params['Wax'].shape)} does not fit x.shape={tuple(x.shape)}{suffix}; "
+            f"expected ({'n_a' if gates == 1 else f'{gates}·n_a'}, n_x) = ({rows}, {n_x_in})"
+            f"{_layout_hint(tuple(x.shape), layout, n_x)}"
+        )
     if T == 0:
         time = names["time"]
         raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has {time}=0 time steps; expected {time} >= 1")
@@ -180,36 +249,89 @@ def sequence(fn: str, x: Any, layout: str, params: dict, key: str) -> tuple[jax.
 
 
 class LayerInputs(NamedTuple):
-    """Checked inputs of one layer call: `a0` as rows `(m, n_a)`, `lengths` int32 or None."""
+    """Checked inputs of one layer call: `carry0` a tuple of rows `(m, n_a)` (`(h,)`, or `(h, c)`
+    for an LSTM), `lengths` int32 or None."""
 
     x: jax.Array
-    a0: jax.Array
+    carry0: tuple
     params: dict
     lengths: Any
     sizes: Sizes
 
 
-def layer_inputs(fn: str, x, a0, params, seq_lengths, layout: str, head: str = "optional") -> LayerInputs:
+def layer_inputs(
+    fn: str, x, a0, params, seq_lengths, layout: str, head: str = "optional", cell: str = "vanilla"
+) -> LayerInputs:
     """Checks `x` and `a0` in `layout`, the parameters and `seq_lengths` of a layer call.
 
-    `a0=None` means zeros. Returns `LayerInputs` with `a0` as rows `(m, n_a)`.
+    `a0=None` means zeros. Returns `LayerInputs` with `a0` as a carry of rows.
     """
     layout = choice(fn, "layout", layout, _layout.LAYOUTS)
-    params, (n_x, n_a, n_y) = parameters(fn, params, head=head)
-    names = _NAMES[layout]
+    params, (n_x, n_a, n_y) = parameters(fn, params, head=head, cell=cell)
     x, m, T = sequence(fn, x, layout, params, "parameters['Wax']")
-    if a0 is None:
-        a0 = jnp.zeros((m, n_a), x.dtype)
+    why = f"n_a={n_a} from parameters['Waa']"
+    carry0 = state(fn, "a0", a0, cell, n_a, m, layout, x.dtype, why)
+    check_same_dtype(fn, {"x": x, "parameters['Wax']": params["Wax"]})
+    lengths = sequence_lengths(fn, seq_lengths, m, T, _NAMES[layout])
+    return LayerInputs(x, carry0, params, lengths, Sizes(n_x, n_a, n_y, m, T))
+
+
+def state(fn: str, name: str, value: Any, cell: str, n_a: int, m: int, layout: str, dtype, why: str) -> tuple:
+    """One layer's state as a carry of rows `(m, n_a)`: `(h,)`, or `(h, c)` for an LSTM.
+
+    `value`: None (zeros); an array `(n_a, m)` (seed layout) or `(B, n_a)`; for an LSTM a pair
+    `(h, c)` of them (a tuple, list or `LSTMState`). `why` says where `n_a` comes from.
+    """
+    names = _NAMES[layout]
+    parts = _cells.get(cell).carry
+    if value is None:
+        return tuple(jnp.zeros((m, n_a), dtype) for _ in parts)
+    if len(parts) == 2:
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise TypeError(
+                f"{fn}: {name} must be an LSTM state: a pair (h, c) of arrays {names['a0']} "
+                f"(jaxrnn.LSTMState, or a tuple); received {_describe(value)}"
+            )
+        values = [(f"{name}[{i}] ({part})", v) for i, (part, v) in enumerate(zip(parts, value))]
+    elif isinstance(value, (tuple, list)):
+        raise TypeError(
+            f"{fn}: {name} must be one array {names['a0']} for a {cell} layer; received a {type(value).__name__} "
+            f"(a pair (h, c) is an LSTM's state: pass cell='lstm')"
+        )
     else:
-        a0 = as_float_array(fn, "a0", a0)
-        check_rank(fn, "a0", a0, 2, names["a0"])
+        values = [(name, value)]
+    rows = []
+    for part_name, v in values:
+        array = as_float_array(fn, part_name, v)
+        if array.ndim == 3:
+            raise ValueError(
+                f"{fn}: {part_name}.shape={tuple(array.shape)} has rank 3, as PyTorch's stacked h_0 "
+                f"(num_layers · directions, B, hidden_size); expected one layer's {names['a0']}: convert "
+                f"PyTorch's with jaxrnn.from_torch_hidden"
+            )
+        check_rank(fn, part_name, array, 2, names["a0"])
         expected = (n_a, m) if layout == "seed" else (m, n_a)
-        why = f"n_a={n_a} from parameters['Waa'] and {names['batch']}={m} from x"
-        check_shape(fn, "a0", a0, expected, why)
-        a0 = _layout.state_to_rows(a0, layout)
-    check_same_dtype(fn, {"x": x, "a0": a0, "parameters['Wax']": params["Wax"]})
-    lengths = sequence_lengths(fn, seq_lengths, m, T, names)
-    return LayerInputs(x, a0, params, lengths, Sizes(n_x, n_a, n_y, m, T))
+        check_shape(fn, part_name, array, expected, f"{why} and {names['batch']}={m} from x")
+        if array.dtype != dtype:
+            raise TypeError(
+                f"{fn}: {part_name}.dtype={array.dtype} differs from x.dtype={jnp.dtype(dtype)}; "
+                f"all arrays must share one floating dtype (cast them with .astype)"
+            )
+        rows.append(_layout.state_to_rows(array, layout))
+    return tuple(rows)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__}" + ("" if shape is None else f" of shape {tuple(shape)}")
+
+
+def public_state(rows: tuple, layout: str):
+    """A carry of rows as the caller sees it: one array, or an `LSTMState(h, c)`."""
+    states = tuple(_layout.state_from_rows(r, layout) for r in rows)
+    return states[0] if len(states) == 1 else _cells.LSTMState(*states)
 
 
 def sequence_lengths(fn: str, value: Any, m: int, T: int, names: dict | None = None):
@@ -255,7 +377,7 @@ def sequence_inputs(fn: str, x: Any, a0: Any, params: Any):
     if a0 is None:
         raise TypeError(f"{fn}: a0 must be an array (n_a, m); received None")
     checked = layer_inputs(fn, x, a0, params, None, "seed", head="required")
-    return checked.x, checked.a0.T, checked.params, checked.sizes
+    return checked.x, checked.carry0[0].T, checked.params, checked.sizes
 
 
 def cell_inputs(fn: str, xt: Any, a_prev: Any, params: Any):
@@ -344,10 +466,24 @@ def ignore_index(fn: str, value: Any) -> int | None:
     return int(value)
 
 
-def layer_options(fn: str, *, nonlinearity, checkpoint_every, gradient, reverse=False, return_final_state=False):
+class Options(NamedTuple):
+    """The static options of a layer call, checked."""
+
+    reverse: bool
+    nonlinearity: str
+    checkpoint_every: int | None
+    gradient: str
+    return_final_state: bool
+    cell: str
+
+
+def layer_options(
+    fn: str, *, nonlinearity, checkpoint_every, gradient, reverse=False, return_final_state=False, cell="vanilla"
+) -> Options:
     """Checks the static options shared by every layer call; returns them normalised."""
     reverse = static_bool(fn, "reverse", reverse)
-    nonlinearity = choice(fn, "nonlinearity", nonlinearity, NONLINEARITIES)
+    cell_name = cell_option(fn, cell)
+    nonlinearity = cell_nonlinearity(fn, cell_name, nonlinearity)
     every = static_int_or_none(fn, "checkpoint_every", checkpoint_every)
     gradient = choice(fn, "gradient", gradient, GRADIENTS)
     if gradient == "autodiff" and every is not None:
@@ -355,7 +491,19 @@ def layer_options(fn: str, *, nonlinearity, checkpoint_every, gradient, reverse=
             f"{fn}: checkpoint_every={every} applies to the hand-derived backward (gradient='hand'); "
             f"with gradient='autodiff' wrap the call in jax.checkpoint instead"
         )
-    return reverse, nonlinearity, every, gradient, static_bool(fn, "return_final_state", return_final_state)
+    final = static_bool(fn, "return_final_state", return_final_state)
+    return Options(reverse, nonlinearity, every, gradient, final, cell_name)
+
+
+def cell_nonlinearity(fn: str, cell_name: str, nonlinearity: Any) -> str:
+    """`nonlinearity` is the vanilla cell's choice; the gated cells' activations are fixed (tanh)."""
+    nonlinearity = choice(fn, "nonlinearity", nonlinearity, NONLINEARITIES)
+    if cell_name != "vanilla" and nonlinearity != "tanh":
+        raise ValueError(
+            f"{fn}: nonlinearity={nonlinearity!r} applies to the vanilla cell; a {cell_name} cell's activations "
+            f"are fixed (sigmoid gates and tanh, as PyTorch's and Flax's)"
+        )
+    return nonlinearity
 
 
 # Stacks.
@@ -373,10 +521,12 @@ class StackInputs(NamedTuple):
     T: int
 
 
-def layer_list(fn: str, layers: Any, *, bidirectional_allowed: bool = True) -> list[tuple[dict, ...]]:
+def layer_list(
+    fn: str, layers: Any, *, bidirectional_allowed: bool = True, cell: str = "vanilla"
+) -> list[tuple[dict, ...]]:
     """Checks a stack's layers, bottom first: each a dict, or a pair `(forward, reverse)` of
-    dicts for a bidirectional layer; inputs chain (layer l takes layer l-1's output width);
-    only a unidirectional top layer may have a head; one dtype throughout."""
+    dicts for a bidirectional layer, all of `cell`; inputs chain (layer l takes layer l-1's
+    output width); only a unidirectional top layer may have a head; one dtype throughout."""
     kind = "a parameter dict"
     if bidirectional_allowed:
         kind += ", or a pair (forward, reverse) of them for a bidirectional layer"
@@ -389,10 +539,10 @@ def layer_list(fn: str, layers: Any, *, bidirectional_allowed: bool = True) -> l
         top = l == len(layers) - 1
         if isinstance(layer, Mapping):
             names = [f"layers[{l}]"]
-            directions = [parameters(fn, layer, names[0], head="optional" if top else "forbidden")]
+            directions = [parameters(fn, layer, names[0], head="optional" if top else "forbidden", cell=cell)]
         elif bidirectional_allowed and isinstance(layer, (tuple, list)) and len(layer) == 2:
             names = [f"layers[{l}][0]", f"layers[{l}][1]"]
-            directions = [parameters(fn, d, name, head="forbidden") for d, name in zip(layer, names)]
+            directions = [parameters(fn, d, name, head="forbidden", cell=cell) for d, name in zip(layer, names)]
             (forward, _), (backward, _) = directions
             if backward["Wax"].shape != forward["Wax"].shape:
                 raise ValueError(
@@ -412,7 +562,7 @@ def layer_list(fn: str, layers: Any, *, bidirectional_allowed: bool = True) -> l
             below = f"2 × n_a = {width}, bidirectional" if len(checked[-1]) == 2 else f"n_a = {width}"
             raise ValueError(
                 f"{fn}: {names[0]}['Wax'].shape={tuple(params['Wax'].shape)} does not fit the output of "
-                f"layers[{l - 1}] ({below}); expected ({n_a}, {width})"
+                f"layers[{l - 1}] ({below}); expected ({params['Wax'].shape[0]}, {width})"
             )
         first = first or (names[0], params)
         check_same_dtype(fn, {f"{first[0]}['Wax']": first[1]["Wax"], f"{names[0]}['Wax']": params["Wax"]})
@@ -421,53 +571,46 @@ def layer_list(fn: str, layers: Any, *, bidirectional_allowed: bool = True) -> l
     return checked
 
 
-def stack_inputs(fn: str, x: Any, a0: Any, layers: Any, seq_lengths: Any, layout: str) -> StackInputs:
+def stack_inputs(fn: str, x: Any, a0: Any, layers: Any, seq_lengths: Any, layout: str, cell: str) -> StackInputs:
     """Checks a stack call: `x` in `layout`, the layers, `a0` (None, or one state per layer and
     direction) and `seq_lengths`."""
     layout = choice(fn, "layout", layout, _layout.LAYOUTS)
-    layers = layer_list(fn, layers)
+    layers = layer_list(fn, layers, cell=cell)
     names = _NAMES[layout]
     bottom = "layers[0]" if len(layers[0]) == 1 else "layers[0][0]"
     x, m, T = sequence(fn, x, layout, layers[0][0], f"{bottom}['Wax']")
     check_same_dtype(fn, {"x": x, f"{bottom}['Wax']": layers[0][0]["Wax"]})
-    states = initial_states(fn, a0, layers, m, layout, x.dtype)
+    states = initial_states(fn, a0, layers, m, layout, x.dtype, cell)
     return StackInputs(x, states, layers, sequence_lengths(fn, seq_lengths, m, T, names), m, T)
 
 
-def initial_states(fn: str, a0: Any, layers: list, m: int, layout: str, dtype, arg: str = "a0") -> list[tuple]:
-    """`a0` for a stack: None (zeros), or a list with, per layer, a state (a pair of states for
-    a bidirectional layer), each `(n_a, m)` in the seed layout or `(B, n_a)`. Returns rows."""
-    if a0 is None:
-        return [tuple(jnp.zeros((m, p["Waa"].shape[0]), dtype) for p in layer) for layer in layers]
-    if not isinstance(a0, (list, tuple)) or len(a0) != len(layers):
+def initial_states(fn: str, a0: Any, layers: list, m: int, layout: str, dtype, cell: str, arg: str = "a0") -> list:
+    """`a0` for a stack: None (zeros), or a list with, per layer, a state (a pair `(forward,
+    reverse)` of states for a bidirectional layer), each as `state` takes it (an LSTM's is
+    itself a pair `(h, c)`). Returns per layer a tuple of carries (one per direction)."""
+    if a0 is not None and (not isinstance(a0, (list, tuple)) or len(a0) != len(layers)):
+        hint = ""
+        if getattr(a0, "ndim", None) == 3:
+            hint = "; a PyTorch h_0 (num_layers · directions, B, hidden_size) converts with jaxrnn.from_torch_hidden"
         raise TypeError(
             f"{fn}: {arg} must be None or a list of {len(layers)} initial states, one per layer (a pair for a "
-            f"bidirectional layer); received {type(a0).__name__}"
-            + (f" of length {len(a0)}" if isinstance(a0, (list, tuple)) else "")
+            f"bidirectional layer); received {_describe(a0)}{hint}"
         )
-    names = _NAMES[layout]
     states = []
-    for l, (layer, value) in enumerate(zip(layers, a0)):
-        if len(layer) == 2 and not (isinstance(value, (list, tuple)) and len(value) == 2):
+    for l, layer in enumerate(layers):
+        value = None if a0 is None else a0[l]
+        if value is not None and len(layer) == 2 and not (isinstance(value, (list, tuple)) and len(value) == 2):
             raise TypeError(
                 f"{fn}: {arg}[{l}] must be a pair (forward, reverse) of states for the bidirectional layers[{l}]; "
-                f"received {type(value).__name__}"
+                f"received {_describe(value)}"
             )
-        if len(layer) == 1 and isinstance(value, (list, tuple)):
-            raise TypeError(f"{fn}: {arg}[{l}] must be one state {names['a0']} for the unidirectional layers[{l}]")
-        values = value if len(layer) == 2 else (value,)
-        pair = []
-        for d, (params, state) in enumerate(zip(layer, values)):
+        values = (None,) * len(layer) if value is None else (value if len(layer) == 2 else (value,))
+        carries = []
+        for d, (params, v) in enumerate(zip(layer, values)):
             name = f"{arg}[{l}][{d}]" if len(layer) == 2 else f"{arg}[{l}]"
-            state = as_float_array(fn, name, state)
-            n_a = params["Waa"].shape[0]
-            check_rank(fn, name, state, 2, names["a0"])
-            expected = (n_a, m) if layout == "seed" else (m, n_a)
-            check_shape(fn, name, state, expected, f"n_a={n_a} from layers[{l}] and {names['batch']}={m} from x")
-            if state.dtype != dtype:
-                raise TypeError(f"{fn}: {name}.dtype={state.dtype} differs from x.dtype={jnp.dtype(dtype)}")
-            pair.append(_layout.state_to_rows(state, layout))
-        states.append(tuple(pair))
+            n_a = params["Waa"].shape[1]
+            carries.append(state(fn, name, v, cell, n_a, m, layout, dtype, f"n_a={n_a} from layers[{l}]"))
+        states.append(tuple(carries))
     return states
 
 
@@ -503,7 +646,7 @@ def jvp_arguments(fn: str, primals: Any, tangents: Any) -> tuple[tuple, tuple]:
 def jvp_tangents(fn: str, tangents: tuple, checked: LayerInputs, a0_is_none: bool, layout: str):
     """Checks the tangents against checked primals: the structure of `primals` (None for `a0`'s
     tangent exactly when `a0` is None, a dict with the keys of `parameters`), and each tangent
-    the shape and dtype of its primal. Returns `(x_dot, a0_dot as rows (m, n_a), params_dot)`;
+    the shape and dtype of its primal. Returns `(x_dot, a0_dot as a carry of rows, params_dot)`;
     `a0_dot` is zeros when `a0` is None."""
     x_dot, a0_dot, params_dot = tangents
     if a0_is_none != (a0_dot is None):
@@ -526,13 +669,25 @@ def jvp_tangents(fn: str, tangents: tuple, checked: LayerInputs, a0_is_none: boo
         )
     x_dot = _tangent(fn, "tangents[0]", x_dot, "x", checked.x)
     if a0_is_none:
-        a0_dot = jnp.zeros(checked.a0.shape, checked.a0.dtype)
+        a0_dot = tuple(jnp.zeros(part.shape, part.dtype) for part in checked.carry0)
+    elif len(checked.carry0) == 1:
+        a0_dot = (_layout.state_to_rows(_tangent(fn, "tangents[1]", a0_dot, "a0", _state(checked, 0, layout)), layout),)
     else:
-        a0_dot = _layout.state_to_rows(
-            _tangent(fn, "tangents[1]", a0_dot, "a0", _layout.state_from_rows(checked.a0, layout)), layout
+        if not (isinstance(a0_dot, (tuple, list)) and len(a0_dot) == len(checked.carry0)):
+            raise TypeError(
+                f"{fn}: tangents[1] (the tangent of a0) must be a pair (h, c) like the LSTM state a0; "
+                f"received {_describe(a0_dot)}"
+            )
+        a0_dot = tuple(
+            _layout.state_to_rows(_tangent(fn, f"tangents[1][{i}]", v, f"a0[{i}]", _state(checked, i, layout)), layout)
+            for i, v in enumerate(a0_dot)
         )
     params_dot = {k: _tangent(fn, f"tangents[2]['{k}']", params_dot[k], f"parameters['{k}']", params[k]) for k in keys}
     return x_dot, a0_dot, params_dot
+
+
+def _state(checked: LayerInputs, part: int, layout: str) -> jax.Array:
+    return _layout.state_from_rows(checked.carry0[part], layout)
 
 
 def _tangent(fn: str, name: str, value: Any, primal_name: str, primal: jax.Array) -> jax.Array:

@@ -27,13 +27,26 @@ SEQUENCE_CASES = [
         ValueError,
         r"parameters['Wax'].shape=(5, 4) does not fit x.shape=(3, 10, 7); expected (n_a, n_x) = (5, 3)",
     ),
-    (x, a0, with_param("Waa", jnp.zeros((5, 4))), ValueError, r"parameters['Waa'].shape=(5, 4) does not fit n_a=5"),
+    (
+        x,
+        a0,
+        with_param("Waa", jnp.zeros((5, 4))),
+        ValueError,
+        r"parameters['Waa'].shape=(5, 4) is not (n_a, n_a) for a vanilla layer: expected (4, 4)",
+    ),
     (x, a0, with_param("Wya", jnp.zeros((2, 4))), ValueError, r"parameters['Wya'].shape=(2, 4) does not fit n_a=5"),
     (x, a0, with_param("ba", jnp.zeros((5,))), ValueError, r"parameters['ba'].shape=(5,) has rank 1; expected rank 2"),
     (x, a0, with_param("by", jnp.zeros((3, 1))), ValueError, r"parameters['by'].shape=(3, 1) does not fit n_y=2"),
     (x, jnp.zeros((5, 9)), params, ValueError, r"a0.shape=(5, 9) does not fit n_a=5 from parameters['Waa'] and m=10"),
     (x, jnp.zeros((4, 10)), params, ValueError, r"a0.shape=(4, 10) does not fit"),
-    (x, jnp.zeros((5, 10, 1)), params, ValueError, r"a0.shape=(5, 10, 1) has rank 3; expected rank 2, (n_a, m)"),
+    (
+        x,
+        jnp.zeros((5, 10, 1)),
+        params,
+        ValueError,
+        r"a0.shape=(5, 10, 1) has rank 3, as PyTorch's stacked h_0 (num_layers · directions, B, hidden_size); "
+        r"expected one layer's (n_a, m): convert PyTorch's with jaxrnn.from_torch_hidden",
+    ),
     (x[:, :, 0], a0, params, ValueError, r"x.shape=(3, 10) has rank 2; expected rank 3, (n_x, m, T_x)"),
     (x[:, :, :0], a0, params, ValueError, r"x.shape=(3, 10, 0) has T_x=0 time steps; expected T_x >= 1"),
     (x.astype(jnp.int32), a0, params, TypeError, r"x.dtype=int32 is not a floating dtype"),
@@ -231,14 +244,15 @@ STACK_ERRORS = [
         with_layer(0, (0,), Wya=jnp.zeros((2, 5)), by=jnp.zeros((2, 1))),
         None,
         ValueError,
-        "rnn_stack: layers[0][0] must have exactly the keys ['Wax', 'Waa', 'ba']; missing [], unexpected ['Wya', 'by'] "
+        "rnn_stack: layers[0][0] must have exactly the keys ['Wax', 'Waa', 'ba'] of a vanilla layer; missing [], "
+        "unexpected ['Wya', 'by'] "
         "(only a unidirectional top layer may carry an output head)",
     ),
     (
         with_layer(1, (1,), Waa=jnp.zeros((5, 4))),
         None,
         ValueError,
-        "rnn_stack: layers[1][1]['Waa'].shape=(5, 4) does not fit",
+        "rnn_stack: layers[1][1]['Waa'].shape=(5, 4) is not (n_a, n_a) for a vanilla layer",
     ),
     (LAYERS, [jnp.zeros((5, 10))] * 2, TypeError, "rnn_stack: a0[0] must be a pair (forward, reverse) of states"),
     (LAYERS, [(jnp.zeros((5, 10)),) * 2], TypeError, "rnn_stack: a0 must be None or a list of 2 initial states"),
