@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 CELL_NAMES = ("vanilla", "gru", "lstm")
 
