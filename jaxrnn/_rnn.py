@@ -128,7 +128,9 @@ def rnn_cross_entropy(
 
     A token counts (`c_t = 1`) when its step is valid (inside `seq_lengths`) and its label is
     not `ignore_index`; other tokens have loss 0 and no gradient, whatever their label. A
-    counted label outside `[0, n_y)` makes its loss and every gradient it reaches NaN.
+    counted label outside `[0, n_y)` raises a `ValueError` naming its position when the labels
+    (and lengths) are concrete; traced under `jit`, it makes its loss and every gradient it
+    reaches NaN.
 
     Returns:
       `(losses, a)` or `(losses, a, a_final)`: losses `(m, T_x)` / `(B, T)` / `(T, B)` in
@@ -208,7 +210,9 @@ def _call(
     T = checked.sizes.T_x
     if labels is not None:
         ignore_index = _validate.ignore_index(fn, ignore_index)
-        labels = _layout.labels_to_time_major(_validate.integer_labels(fn, labels, checked.sizes, layout), layout)
+        labels = _validate.integer_labels(fn, labels, checked.sizes, layout)
+        _validate.label_values(fn, labels, checked.lengths, ignore_index, checked.sizes.n_y, layout)
+        labels = _layout.labels_to_time_major(labels, layout)
         head = "cross_entropy"
     else:
         head = None if checked.sizes.n_y is None else "softmax"

@@ -159,8 +159,8 @@ def parameters(fn: str, params: Any, name: str = "parameters", head: str = "requ
     if missing or extra:
         why = " (only a unidirectional top layer may carry an output head)" if head == "forbidden" and has_head else ""
         raise ValueError(
-            f"{fn}: {name} must have exactly the keys {_expected_keys(head, recurrent, has_head)} of a {cell} "
-            f"layer; missing {missing}, unexpected {extra}{why}{_cell_hint(params, cell)}"
+            f"{fn}: {name} must have exactly the keys {_expected_keys(head, recurrent, has_head)} of "
+            f"{_article(cell)} {cell} layer; missing {missing}, unexpected {extra}{why}{_cell_hint(params, cell)}"
         )
     arrays = {k: as_float_array(fn, f"{name}['{k}']", params[k]) for k in expected}
     for k in expected:
@@ -169,8 +169,8 @@ def parameters(fn: str, params: Any, name: str = "parameters", head: str = "requ
     gates = _GATES[cell]
     if rows != gates * n_a:
         raise ValueError(
-            f"{fn}: {name}['Waa'].shape={(rows, n_a)} is not {_parameter_layout(cell, 'Waa')} for a {cell} "
-            f"layer: expected {(gates * n_a, n_a)} with n_a={n_a}{_cell_hint(params, cell)}"
+            f"{fn}: {name}['Waa'].shape={(rows, n_a)} is not {_parameter_layout(cell, 'Waa')} for "
+            f"{_article(cell)} {cell} layer: expected {(gates * n_a, n_a)} with n_a={n_a}{_cell_hint(params, cell)}"
         )
     n_x = arrays["Wax"].shape[1]
     from_waa = f"n_a={n_a} from Waa"
@@ -198,7 +198,12 @@ def _cell_hint(params: Any, cell: str) -> str:
         looks_like = ["gru"] if cell != "gru" else []
     elif looks_like == ["gru"]:
         looks_like = []  # a GRU needs bhn as well
-    return f"; these look like a {looks_like[0]} layer's parameters: pass cell={looks_like[0]!r}" if looks_like else ""
+    name = looks_like[0] if looks_like else ""
+    return f"; these look like {_article(name)} {name} layer's parameters: pass cell={name!r}" if looks_like else ""
+
+
+def _article(cell: str) -> str:
+    return "an" if cell == "lstm" else "a"
 
 
 def _expected_keys(head: str, recurrent: tuple, has_head: bool = True) -> str:
@@ -415,6 +420,32 @@ def integer_labels(fn: str, labels, sizes: Sizes, layout: str) -> jax.Array:
     why = f"{names['batch']}={sizes.m} and {names['time']}={sizes.T_x} from x"
     check_shape(fn, "labels", labels, expected, why)
     return labels
+
+
+def label_values(fn: str, labels: jax.Array, lengths: Any, ignore_index: int | None, n_y: int, layout: str) -> None:
+    """Concrete labels of counted tokens (inside `seq_lengths`, not `ignore_index`) must lie in
+    `[0, n_y)`. Traced labels or lengths cannot be checked here: the layer makes such a token's
+    loss and every gradient it reaches NaN instead (documented in `rnn_cross_entropy`)."""
+    try:
+        values = np.asarray(labels)
+        concrete_lengths = None if lengths is None else np.asarray(lengths)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    by_example = values.T if layout == "time_major" else values  # (m, T)
+    counted = np.ones(by_example.shape, bool)
+    if concrete_lengths is not None:
+        counted &= np.arange(by_example.shape[1])[None, :] < concrete_lengths[:, None]
+    if ignore_index is not None:
+        counted &= by_example != ignore_index
+    bad = np.argwhere(counted & ((by_example < 0) | (by_example >= n_y)))
+    if bad.size:
+        i, t = (int(v) for v in bad[0])
+        position = f"[{t}, {i}]" if layout == "time_major" else f"[{i}, {t}]"
+        raise ValueError(
+            f"{fn}: labels{position}={by_example[i, t]} is outside [0, n_y={n_y}) at a counted token "
+            f"(inside seq_lengths and not ignore_index); {len(bad)} such label(s) in all. Every counted label "
+            f"must be a class index; mark tokens without a loss with ignore_index"
+        )
 
 
 def choice(fn: str, name: str, value: Any, choices: tuple) -> Any:

@@ -181,7 +181,7 @@ def test_nan_in_one_input_entry_matches_autodiff(x64):
     assert bool(jnp.isnan(hand[0]).any()) and not bool(jnp.isnan(hand[0]).all())
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
 def test_gradients_keep_dtype(device, dtype):
     x, a0, params = random_problem(jax.random.PRNGKey(22), dtype=dtype)
     ca, cy = weights(jax.random.PRNGKey(23), x, a0, params)
@@ -219,10 +219,31 @@ def test_bfloat16_close_to_float32(device):
     assert_trees_close(low_gradients, reference, BFLOAT16_TOLERANCE, floor=1.0)
 
 
-def test_gradients_bitwise_reproducible(cpu_device):
+# Measured (jax 0.10.2, CPU, T = 512, k = 8): largest relative gradient error 4.5e-3 with or without
+# checkpointing; summing the segments' gradients in bfloat16 instead of float32 gives 1.8e-2.
+BFLOAT16_CHECKPOINT_TOLERANCE = 1e-2
+
+
+def test_bfloat16_checkpoint_segments_sum_in_float32(device):
+    """With `checkpoint_every`, each segment's weight gradients are added across segments in the
+    accumulation dtype: a long bfloat16 sequence stays as close to float32 as without segments."""
+    x, a0, params = random_problem(jax.random.PRNGKey(30), 8, 32, 6, 8, 512, jnp.float32)
+    ca, cy = weights(jax.random.PRNGKey(31), x, a0, params)
+    low = jax.tree_util.tree_map(lambda v: v.astype(jnp.bfloat16), (x, a0, params, ca, cy))
+    same_inputs = jax.tree_util.tree_map(lambda v: v.astype(jnp.float32), low)
+    with jax.default_matmul_precision("float32"):
+        reference = gradients(jaxrnn.rnn_autodiff, *same_inputs)
+        segmented = gradients(functools.partial(jaxrnn.rnn, checkpoint_every=8), *low)
+    assert_trees_close(segmented, reference, BFLOAT16_CHECKPOINT_TOLERANCE, floor=1.0)
+
+
+def test_gradients_bitwise_reproducible_across_compilations(cpu_device):
+    """The same gradient step compiled twice (caches cleared between) gives bitwise the same
+    gradients: no order-dependent sums or thread races in the compiled step on CPU."""
     x, a0, params = random_problem(jax.random.PRNGKey(26), 8, 32, 6, 16, 40)
     ca, cy = weights(jax.random.PRNGKey(27), x, a0, params)
     first = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+    jax.clear_caches()
     second = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
     for u, v in zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second)):
         np.testing.assert_array_equal(u, v)

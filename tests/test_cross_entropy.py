@@ -111,22 +111,26 @@ def test_huge_logits_do_not_underflow(device):
     assert_trees_close(hand, auto, TOLERANCE[jnp.float32])
 
 
-# bfloat16 keeps 8 bits of mantissa; over a short recurrence the rounding compounds to a few percent.
-BFLOAT16_TOLERANCE = 5e-2
+# bfloat16 against float32 on the same (bfloat16-rounded) inputs, measured (jax 0.10.2, CPU): gradients
+# 5.9e-3 (jax.grad of the autodiff twin in bfloat16: 5.5e-3), losses 2.7e-3 against the numpy oracle;
+# bfloat16's machine epsilon is 2^-8 = 3.9e-3.
+BFLOAT16_GRADIENT_TOLERANCE = 1.5e-2
+BFLOAT16_LOSS_TOLERANCE = 8e-3
 
 
 def test_bfloat16_keeps_dtype_and_is_close_to_float32(device):
     x, a0, params, labels, loss_weights, ca = problem(jax.random.PRNGKey(4), jnp.float32)
     low = jax.tree_util.tree_map(lambda v: v.astype(jnp.bfloat16), (x, a0, params, loss_weights, ca))
+    same_inputs = jax.tree_util.tree_map(lambda v: v.astype(jnp.float32), low)
     losses, a = JITTED[HAND](*low[:3], labels)
     assert losses.dtype == a.dtype == jnp.bfloat16
     grads = gradients(HAND, *low[:3], labels, *low[3:])
     for g, primal in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(low[:3])):
         assert g.dtype == jnp.bfloat16 == primal.dtype
     with jax.default_matmul_precision("float32"):
-        reference = gradients(AUTO, x, a0, params, labels, loss_weights, ca)
-    assert_trees_close(grads, reference, BFLOAT16_TOLERANCE)
-    assert relative_error(losses, numpy_cross_entropy(x, a0, params, labels)[0]) <= BFLOAT16_TOLERANCE
+        reference = gradients(AUTO, *same_inputs[:3], labels, *same_inputs[3:])
+    assert_trees_close(grads, reference, BFLOAT16_GRADIENT_TOLERANCE, floor=1.0)
+    assert relative_error(losses, numpy_cross_entropy(*same_inputs[:3], labels)[0]) <= BFLOAT16_LOSS_TOLERANCE
 
 
 def test_chunks_carried_through_the_final_state_equal_one_call(device):
@@ -150,6 +154,25 @@ def test_vmap_over_sequences_and_labels_cotangent(device):
     outputs, vjp = jax.vjp(JITTED[HAND], x, a0, params, labels)
     labels_cotangent = vjp(outputs)[3]
     assert labels_cotangent.dtype == jax.dtypes.float0 and labels_cotangent.shape == labels.shape
+
+
+def test_concrete_out_of_range_labels_raise_naming_the_position():
+    """Concrete labels are checked like concrete lengths: a counted token's label outside
+    [0, n_y) raises; the same value where the token does not count (padding, ignore_index) does not."""
+    x, a0, params, labels, _, _ = problem(jax.random.PRNGKey(9), jnp.float32)
+    bad = labels.at[1, 2].set(N_Y).at[3, 0].set(-7)
+    for head in (HAND, AUTO):
+        name = head.__name__
+        with pytest.raises(ValueError, match=rf"{name}: labels\[1, 2\]={N_Y} is outside \[0, n_y={N_Y}\) .* 2 such"):
+            head(x, a0, params, bad)
+    time_major = jnp.transpose(x, (2, 1, 0)), a0.T, params, bad.T
+    with pytest.raises(ValueError, match=r"labels\[2, 1\]=4 is outside"):  # (T, B): time first
+        HAND(*time_major, layout="time_major")
+    lengths = jnp.array([6, 2, 3, 5])  # example 1 ends before step 2
+    losses, _ = HAND(x, a0, params, bad.at[3, 0].set(0), seq_lengths=lengths)
+    assert bool(jnp.all(jnp.isfinite(losses)))
+    losses, _ = HAND(x, a0, params, bad.at[1, 2].set(-7), ignore_index=-7)
+    assert bool(jnp.all(jnp.isfinite(losses)))
 
 
 def test_out_of_range_labels_give_nan_loudly(x64):
@@ -192,8 +215,11 @@ def test_padding_and_ignored_labels_contribute_nothing(x64, checkpoint_every):
     assert_trees_close(grads, grads_dropped, 1e-12)
     auto_options = {k: v for k, v in options.items() if k != "checkpoint_every"}
     assert_trees_close(grads, loss(AUTO, loss_weights, pytorch_labels, **auto_options)[1], 1e-12)
-    # A genuinely invalid label on a counted token is still loud.
-    (_, losses), grads = loss(HAND, loss_weights, pytorch_labels.at[2, 1].set(N_Y), **options)
+    # A genuinely invalid label on a counted token is still loud: an error when concrete, NaN when traced.
+    bad_labels = pytorch_labels.at[2, 1].set(N_Y)
+    with pytest.raises(ValueError, match=rf"labels\[2, 1\]={N_Y} is outside"):
+        loss(HAND, loss_weights, bad_labels, **options)
+    (_, losses), grads = jax.jit(lambda labels: loss(HAND, loss_weights, labels, **options))(bad_labels)
     assert bool(jnp.isnan(losses[2, 1])) and int(jnp.isnan(losses).sum()) == 1
     assert all(bool(jnp.isnan(g).any()) for g in jax.tree_util.tree_leaves(grads[2]))
 

@@ -16,11 +16,12 @@ import jaxrnn
 N_X, N_A, N_Y, M, T = 3, 5, 4, 4, 7
 LENGTHS = (7, 0, 3, 5)  # full, empty, and two in between
 INPUTS = ("x", "a0", "Wax", "Waa", "ba", "Wya", "by")
-# bfloat16 against float32 on the same (rounded) inputs, tanh: the tangents' relative error measured
-# 3e-3 to 7e-3 over 16 random problems (jax.jvp in bfloat16: up to 9e-3), the primal's ~4e-3;
-# bfloat16's machine epsilon is 2^-8 = 3.9e-3. relu is left out: a pre-activation near 0 that
-# rounds to the other sign flips relu' and moves a tangent by O(1), for jax.jvp as much as here.
-BFLOAT16_TOLERANCE = 2e-2
+# bfloat16 against float32 on the same (rounded) inputs, tanh: the largest relative error over every
+# output and tangent measured 3.9e-3 on this test's problem and at most 8.9e-3 over 16 random
+# problems (jax 0.10.2, CPU); bfloat16's machine epsilon is 2^-8 = 3.9e-3. relu is left out: a
+# pre-activation near 0 that rounds to the other sign flips relu' and moves a tangent by O(1), for
+# jax.jvp as much as here.
+BFLOAT16_TOLERANCE = 1.2e-2
 
 
 def problem(dtype, head=True, a0_is_none=False, key=0):
@@ -155,8 +156,10 @@ def test_dtypes_are_kept(device, dtype):
     assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(hand)} == {jnp.dtype(dtype)}
     in_float32 = jax.tree_util.tree_map(lambda v: v.astype(jnp.float32), (primals, tangents))
     reference = run(*in_float32, LENGTHS, use_autodiff=True, return_final_state=True)
-    tolerance = TOLERANCE[jnp.float32] if dtype == jnp.float32 else BFLOAT16_TOLERANCE
-    assert_trees_close(hand, reference, tolerance)
+    if dtype == jnp.float32:
+        assert_trees_close(hand, reference, TOLERANCE[jnp.float32])
+    else:  # rounding errors of the size of each array's largest entry: the array-wide bound only
+        assert_trees_close(hand, reference, BFLOAT16_TOLERANCE, floor=1.0)
 
 
 def _replace(tangents, index, value):

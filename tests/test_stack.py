@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 from helpers import TOLERANCE, assert_trees_close
@@ -127,6 +128,9 @@ def test_dropout_between_layers(x64):
         return weighted(jaxrnn.rnn_stack(x, a0, layers, dropout=0.5, key=key, gradient=gradient))
 
     assert_trees_close(jax.grad(loss)(layers, "hand"), jax.grad(loss)(layers, "autodiff"), TOLERANCE[jnp.float64])
+    # Both paths share the dropout code, so also an oracle that shares none: central differences
+    # of the loss (the key fixed, so the masks are), along random directions.
+    jax.test_util.check_grads(lambda layers: loss(layers, "hand"), (layers,), order=1, modes=("rev",), eps=1e-6)
 
 
 def test_dropout_keeps_the_expected_fraction_and_scale():
