@@ -3,11 +3,10 @@ float32), finite differences (float64), each sequence run alone, the JVP, dtypes
 
 import functools
 import itertools
-import re
 
 import jax
-import jax.test_util
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 from helpers import TOLERANCE, assert_trees_close
