@@ -122,7 +122,11 @@ def test_bench_command_writes_both_workloads_the_sweep_training_json_and_plot(tm
     results = json.loads((out / "bench.json").read_text())
     assert (out / "bench.md").read_text().strip() == printed.split("\nwrote ")[0].strip()
     assert "Machine:" in printed and results["machine"]["jax"] == jax.__version__
-    assert [(c["label"], c["workload"]) for c in results["configs"]] == [("3:5:4:2:6", "ce"), ("3:5:4:2:6", "dense")]
+    assert [(c["label"], c["cell"], c["workload"]) for c in results["configs"]] == [
+        (label, cell, workload)
+        for cell, label in (("vanilla", "3:5:4:2:6"), ("gru", "gru 3:5:4:2:6"), ("lstm", "lstm 3:5:4:2:6"))
+        for workload in ("ce", "dense")
+    ]
     for config in results["configs"]:
         assert config["sizes"] == {"n_x": 3, "n_a": 5, "n_y": 4, "m": 2, "T": 6}
         # the ceiling is the fastest square GEMM (1024 x 1024) of the rounds, not their median
@@ -132,7 +136,7 @@ def test_bench_command_writes_both_workloads_the_sweep_training_json_and_plot(tm
         assert row["loss_matches"] and row["gradient_matches"] and row["gradient_error"] < 1e-4
         assert len(row["samples_s"]) == 2 and row["min_s"] <= row["median_s"] <= row["max_s"]
         assert row["gflops"] > 0 and row["percent_of_gemm"] > 0
-        assert f"### 3:5:4:2:6, {config['workload']} workload" in printed
+        assert f"### {config['label']}, {config['workload']} workload" in printed
         assert f"| hand | {row['median_s'] * 1e3:.1f} |" in printed
     sizes = [(r["axis"], r["sizes"]["n_a"], r["sizes"]["m"], r["sizes"]["T"]) for r in results["sweep"]]
     assert sizes == [("T", 5, 4, T) for T in (2, 4, 10, 20, 40)] + [("m", 5, 1, 4), ("m", 5, 16, 4)] + [
@@ -203,16 +207,18 @@ def test_gpu_check_script_dry_run(tmp_path):
     assert "tests collected" in (tmp_path / "pytest.log").read_text()
     results = json.loads((tmp_path / "bench.json").read_text())
     printed = (tmp_path / "bench.md").read_text()
-    assert [(c["label"], c["workload"]) for c in results["configs"]] == [("3:8:4:2:6", "dense")]
+    cells = ["3:8:4:2:6", "gru 3:8:4:2:6", "lstm 3:8:4:2:6"]  # the vanilla cell, GRU and LSTM
+    assert [(c["label"], c["workload"]) for c in results["configs"]] == [(label, "dense") for label in cells]
     torch = ["torch"] if importlib.util.find_spec("torch") else []
     flax = ["flax"] if importlib.util.find_spec("flax") else []
     masked_flax = ["flax-masked"] if flax else []
-    tables = {"3:8:4:2:6": results["configs"][0], "long": results["long"], "stack": results["stack"]}
+    tables = {c["label"]: c for c in results["configs"]} | {"long": results["long"], "stack": results["stack"]}
     tables |= {table["label"]: table for table in results["bf16"]}
     for label, table in tables.items():
         for r in table["rows"]:
             assert r["loss_matches"] and r["gradient_matches"], (label, r)
-    assert [r["variant"] for r in tables["3:8:4:2:6"]["rows"]] == ["hand", "hand-masked", *flax, *masked_flax, *torch]
+    for label in cells:
+        assert [r["variant"] for r in tables[label]["rows"]] == ["hand", "hand-masked", *flax, *masked_flax, *torch]
     assert " MISMATCH |" not in printed
     # Checkpointing keeps one state in 10 instead of all 40: less compiled temp memory.
     long_rows = {r["variant"]: r for r in results["long"]["rows"]}

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from jaxrnn.bench.compile_time import COMPILE_VARIANTS
 from jaxrnn.bench.linearity import FACTOR
-from jaxrnn.bench.problem import WORKLOADS, Sizes
+from jaxrnn.bench.problem import GATES, WORKLOADS, Sizes
 from jaxrnn.bench.stacks import STACK_VARIANTS, StackSizes
 from jaxrnn.bench.variants import ALL_VARIANTS, OPTIONAL_VARIANTS
 
@@ -17,11 +17,18 @@ CONFIGS = {  # (n_x, n_a, n_y, m, T)
     "R2": Sizes(128, 512, 128, 128, 100),
 }
 EXTRAS = ("long", "train", "sweep", "stack", "compile_time", "bf16", "linearity")
+CELLS = tuple(GATES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--configs", default="R1,R2", help="comma-separated sizes: R1, R2, or n_x:n_a:n_y:m:T (default R1,R2)")
+    add(
+        "--cells",
+        default=",".join(CELLS),
+        help="comma-separated cells of the single-layer tables: vanilla, gru, lstm (default all three; "
+        "seed-scan runs for vanilla only)",
+    )
     add(
         "--workload",
         default=",".join(WORKLOADS),
@@ -102,6 +109,7 @@ class Plan(NamedTuple):
     """The checked options: sizes as `Sizes`/`StackSizes`, lists as lists."""
 
     configs: dict[str, Sizes]
+    cells: list[str]
     workloads: list[str]
     names: list[str]
     long: tuple[str, Sizes]
@@ -126,6 +134,7 @@ def parse(args: argparse.Namespace) -> Plan:
             setattr(args, extra, True)
     plan = Plan(
         configs=_configs("--configs", args.configs),
+        cells=_choices("--cells", args.cells, CELLS),
         workloads=_choices("--workload", args.workload, WORKLOADS),
         names=names,
         long=_one_config("--long-config", args.long_config),

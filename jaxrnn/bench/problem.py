@@ -40,6 +40,9 @@ def tolerance_key(dtype, platform: str) -> str:
     return f"{name}-accelerator" if name == "float32" and platform != "cpu" else name
 
 
+GATES = {"vanilla": 1, "gru": 3, "lstm": 4}
+
+
 class Sizes(NamedTuple):
     n_x: int
     n_a: int
@@ -47,9 +50,11 @@ class Sizes(NamedTuple):
     m: int
     T: int
 
-    def model_flops(self) -> int:
-        """Matrix-product FLOPs of one gradient step: forward + 2× for the backward."""
-        return 3 * 2 * self.T * self.m * (self.n_a**2 + self.n_a * self.n_x + self.n_y * self.n_a)
+    def model_flops(self, cell: str = "vanilla") -> int:
+        """Matrix-product FLOPs of one gradient step: forward + 2× for the backward; a cell with
+        `G` gates does `G` times the recurrent and input products."""
+        G = GATES[cell]
+        return 3 * 2 * self.T * self.m * (G * self.n_a**2 + G * self.n_a * self.n_x + self.n_y * self.n_a)
 
 
 class Variant(NamedTuple):
@@ -73,36 +78,50 @@ class Problem(NamedTuple):
 
     params: dict[str, np.ndarray]
     x: np.ndarray  # (n_x, m, T)
-    a0: np.ndarray  # (n_a, m)
+    a0: np.ndarray | tuple  # (n_a, m); for the LSTM a pair (h0, c0) of them
     labels: np.ndarray  # (m, T) int
     g_a: np.ndarray  # (n_a, m, T), the dense workload's cotangent of a
     g_y: np.ndarray  # (n_y, m, T), and of y
+    cell: str = "vanilla"
 
 
-def make_problem(sizes: Sizes, seed: int = 0) -> Problem:
+def make_problem(sizes: Sizes, seed: int = 0, cell: str = "vanilla") -> Problem:
+    """Random numbers for `cell`: orthogonal recurrent blocks, inputs scaled by 1/√fan-in, non-zero
+    biases. The vanilla cell's are drawn as they always were (the same numbers for a seed)."""
     rng = np.random.default_rng(seed)
     n_x, n_a, n_y, m, T = sizes
+    G = GATES[cell]
     scale = lambda fan_in: 1 / np.sqrt(fan_in)
     params = {
-        "Wax": rng.standard_normal((n_a, n_x)) * scale(n_x),
-        "Waa": np.linalg.qr(rng.standard_normal((n_a, n_a)))[0],
+        "Wax": rng.standard_normal((G * n_a, n_x)) * scale(n_x),
+        "Waa": np.concatenate([np.linalg.qr(rng.standard_normal((n_a, n_a)))[0] for _ in range(G)]),
         "Wya": rng.standard_normal((n_y, n_a)) * scale(n_a),
-        "ba": 0.1 * rng.standard_normal((n_a, 1)),
+        "ba": 0.1 * rng.standard_normal((G * n_a, 1)),
         "by": 0.1 * rng.standard_normal((n_y, 1)),
     }
     x = rng.standard_normal((n_x, m, T))
     a0 = 0.5 * rng.standard_normal((n_a, m))
     labels = rng.integers(0, n_y, (m, T))
     g_a, g_y = (rng.standard_normal((n, m, T)) / (m * T) for n in (n_a, n_y))
-    f32 = lambda v: v.astype(np.float32)
-    return Problem({k: f32(v) for k, v in params.items()}, f32(x), f32(a0), labels, f32(g_a), f32(g_y))
+    if cell == "gru":
+        params["bhn"] = 0.1 * rng.standard_normal((n_a, 1))
+    if cell == "lstm":
+        a0 = (a0, 0.5 * rng.standard_normal((n_a, m)))
+    f32 = lambda v: np.asarray(v, np.float32)
+    arrays = jax.tree_util.tree_map(f32, (params, x, a0, g_a, g_y))
+    return Problem(arrays[0], arrays[1], arrays[2], labels, arrays[3], arrays[4], cell)
+
+
+def state_in(a0, layout: str):
+    """A seed-layout state `(n_a, m)` (or a pair of them) as `layout` takes it: `(m, n_a)` outside the seed layout."""
+    return jax.tree_util.tree_map(lambda v: v if layout == "seed" else v.T, a0)
 
 
 def rounded(problem: Problem, dtype) -> Problem:
     """The problem with `x`, `a0` and the parameters rounded to `dtype` (kept as float32)."""
     cast = lambda v: np.asarray(jnp.asarray(v, dtype).astype(jnp.float32))
     params = {k: cast(v) for k, v in problem.params.items()}
-    return problem._replace(params=params, x=cast(problem.x), a0=cast(problem.a0))
+    return problem._replace(params=params, x=cast(problem.x), a0=jax.tree_util.tree_map(cast, problem.a0))
 
 
 def to_layout(sequence: np.ndarray, layout: str) -> np.ndarray:
@@ -152,9 +171,11 @@ def _loss_terms(workload, a, y, goal: Targets):
 
 
 def seed_gradients(dx, da0, dparams) -> tuple:
-    """`(dx, da0, dparams)` in the seed layout as numpy float32: what every variant is checked on."""
+    """`(dx, da0, dparams)` in the seed layout as numpy float32: what every variant is checked on
+    (`da0` a tuple `(dh0, dc0)` for the LSTM)."""
     as_numpy = lambda v: np.asarray(jnp.asarray(v).astype(jnp.float32))
-    return as_numpy(dx), as_numpy(da0), {k: as_numpy(v) for k, v in dparams.items()}
+    da0 = tuple(map(as_numpy, da0)) if isinstance(da0, tuple) else as_numpy(da0)
+    return as_numpy(dx), da0, {k: as_numpy(v) for k, v in dparams.items()}
 
 
 def reference(problem: Problem, workload: str, dtype) -> Reference:
@@ -163,14 +184,16 @@ def reference(problem: Problem, workload: str, dtype) -> Reference:
     goal = targets(problem, "seed", jax.devices()[0])
 
     def loss(x, a0, params):
-        a, y = rnn_autodiff(x, a0, params)
+        a, y = rnn_autodiff(x, a0, params, layout="seed", cell=problem.cell)
         scale = jnp.sum(jnp.abs(_loss_terms(workload, a, y, goal)))
         return workload_loss(workload, a, y, goal, 0), scale
 
     with jax.default_matmul_precision("float32"):
         step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
-        (value, scale), grads = step(problem.x, problem.a0, problem.params)
-    return Reference(float(value), float(scale), seed_gradients(*grads))
+        (value, scale), (dx, da0, dparams) = step(problem.x, problem.a0, problem.params)
+    return Reference(
+        float(value), float(scale), seed_gradients(dx, tuple(da0) if problem.cell == "lstm" else da0, dparams)
+    )
 
 
 def relative_error(actual, reference) -> float:

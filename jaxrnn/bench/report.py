@@ -59,6 +59,9 @@ def sweep_table(rows: list[dict]) -> str:
 TARGETS = (
     ("time-major entry against PyTorch's own layout", "hand-tm", "torch", 1.0),
     ("the cost of masks (seq_lengths, all T)", "hand-masked", "hand", 1.10),
+    ("hand against autodiff of the same forward", "hand", "autodiff", 0.75),
+    ("hand against Flax", "hand", "flax", 1.0),
+    ("hand against PyTorch", "hand", "torch", 1.0),
 )
 
 

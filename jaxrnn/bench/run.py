@@ -44,14 +44,17 @@ def sweep_sizes(base: Sizes) -> list[tuple[str, Sizes]]:
     return points
 
 
-def _layer_table(label, sizes, workload, names, args, device, progress, repeats=None) -> dict:
+def _layer_table(label, sizes, workload, names, args, device, progress, repeats=None, cell="vanilla") -> dict:
+    label = label if cell == "vanilla" else f"{cell} {label}"
     title = f"{label}, {workload}"
     progress.describe(f"{title}: compiling {', '.join(names)}")
     variants, skipped, reference = build_variants(
-        names, sizes, args.dtype, device, args.checkpoint_every, args.torch_device, workload=workload
+        names, sizes, args.dtype, device, args.checkpoint_every, args.torch_device, workload=workload, cell=cell
     )
-    timed = _timed(title, variants, reference, sizes, args, device, progress, repeats=repeats)
-    return {"label": label, "workload": workload, "sizes": sizes._asdict(), **timed, "skipped": skipped}
+    timed = _timed(
+        title, variants, reference, sizes, args, device, progress, repeats=repeats, flops=sizes.model_flops(cell)
+    )
+    return {"label": label, "cell": cell, "workload": workload, "sizes": sizes._asdict(), **timed, "skipped": skipped}
 
 
 def _stack_table(sizes: StackSizes, names, args, device, progress) -> dict:
@@ -83,14 +86,26 @@ def _bf16_table(label, sizes, workload, args, device, progress) -> dict:
 
 
 def _timed(
-    title, variants, reference, sizes, args, device, progress, *, repeats=None, dtype=None, keys=None, baseline="hand"
+    title,
+    variants,
+    reference,
+    sizes,
+    args,
+    device,
+    progress,
+    *,
+    repeats=None,
+    dtype=None,
+    keys=None,
+    baseline="hand",
+    flops=None,
 ):
     """`time_variants` of one built table; by default in `args.dtype`, every variant held to `args.tolerance`."""
     progress.describe(f"{title}: timing")
     return time_variants(
         variants,
         reference,
-        sizes.model_flops(),
+        sizes.model_flops() if flops is None else flops,
         repeats=repeats or args.repeats,
         device=device,
         dtype=args.dtype if dtype is None else dtype,
@@ -128,7 +143,8 @@ def main(args: argparse.Namespace) -> int:
     sweep = sweep_sizes(plan.sweep_base) if args.sweep else []
     sweep_repeats = max(3, args.repeats // 3)
     compile_cells = len(plan.compile_lengths) * len(plan.compile_layers) * len(plan.compile_names)
-    tables = len(plan.configs) * len(plan.workloads) * (1 + args.bf16) + args.long + args.stack + args.linearity
+    layer_tables = len(plan.configs) * len(plan.workloads)
+    tables = layer_tables * (len(plan.cells) + args.bf16) + args.long + args.stack + args.linearity
     total = (
         args.repeats * tables + sweep_repeats * len(sweep) + compile_cells * args.compile_repeats * args.compile_time
     )
@@ -141,9 +157,11 @@ def main(args: argparse.Namespace) -> int:
         "sweep": [],
     }
     with Progress(total) as progress:
-        for label, sizes in plan.configs.items():
-            for workload in plan.workloads:
-                results["configs"].append(_layer_table(label, sizes, workload, plan.names, args, device, progress))
+        for cell in plan.cells:
+            for label, sizes in plan.configs.items():
+                for workload in plan.workloads:
+                    table = _layer_table(label, sizes, workload, plan.names, args, device, progress, cell=cell)
+                    results["configs"].append(table)
         first = plan.workloads[0]
         if args.long:
             label, sizes = plan.long

@@ -10,9 +10,12 @@ Every variant takes the same numbers (drawn once with numpy, `problem.py`) and c
 - `hand-ce` (`ce` workload): the fused softmax–cross-entropy head, `jaxrnn.rnn_cross_entropy`;
 - `hand-ckpt`: `hand` with `checkpoint_every`;
 - `autodiff`: `jax.grad` of `jaxrnn.rnn_autodiff` (the same forward, hoisted projections);
-- `seed-scan`: `jax.grad` of a scan whose body does every op of the seed's Python loop;
-- `flax`, `flax-masked`, `torch`: Flax `nn.RNN(SimpleCell)` (with `seq_lengths`) and PyTorch
-  `nn.RNN` with the same head and loss (`frameworks.py`), when installed.
+- `seed-scan`: `jax.grad` of a scan whose body does every op of the seed's Python loop (vanilla cell);
+- `flax`, `flax-masked`, `torch`: Flax `nn.RNN` of `SimpleCell`, `GRUCell` or `OptimizedLSTMCell`
+  (with `seq_lengths`) and PyTorch `nn.RNN`, `nn.GRU` or `nn.LSTM` with the same head and loss
+  (`frameworks.py`), when installed.
+
+Every variant runs the problem's cell (`vanilla`, `gru` or `lstm`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from jaxrnn.bench.problem import (
     make_problem,
     reference,
     seed_gradients,
+    state_in,
     targets,
     to_layout,
     workload_loss,
@@ -42,6 +46,7 @@ from jaxrnn.bench.problem import (
 ALL_VARIANTS = ("hand", "hand-tm", "hand-masked", "hand-ce", "autodiff", "seed-scan", "flax", "flax-masked", "torch")
 OPTIONAL_VARIANTS = ("hand-ckpt",)
 CE_ONLY = ("hand-ce",)
+VANILLA_ONLY = ("seed-scan",)
 
 
 def seed_scan(x, a0, p):
@@ -57,30 +62,32 @@ def seed_scan(x, a0, p):
 
 
 def layer_variant(name, problem: Problem, workload, dtype, device, *, layout="seed", call=rnn, masked=False):
-    """A JAX variant that calls `call(x, a0, params, seq_lengths=, layout=)` → `(a, y)` in `layout`
-    (`call=None`: the fused cross-entropy head)."""
+    """A JAX variant that calls `call(x, a0, params, seq_lengths=, layout=, cell=)` → `(a, y)` in
+    `layout` (`call=None`: the fused cross-entropy head)."""
     put = lambda v: jax.device_put(jnp.asarray(v, dtype), device)
     params = {k: put(v) for k, v in problem.params.items()}
-    x, a0 = put(to_layout(problem.x, layout)), put(problem.a0 if layout == "seed" else problem.a0.T)
+    x, a0 = put(to_layout(problem.x, layout)), jax.tree_util.tree_map(put, state_in(problem.a0, layout))
     goal = targets(problem, layout, device)
     m, T = problem.labels.shape
     # A traced argument, as in training: the masks cannot be folded away at compile time.
     lengths = jax.device_put(jnp.full((m,), T, jnp.int32), device) if masked else None
+    options = {"layout": layout, "cell": problem.cell}
 
     def loss(x, a0, params, lengths, goal):
         if call is None:
-            losses, _ = rnn_cross_entropy(x, a0, params, goal.labels, seq_lengths=lengths, layout=layout)
+            losses, _ = rnn_cross_entropy(x, a0, params, goal.labels, seq_lengths=lengths, **options)
             return jnp.mean(losses.astype(jnp.float32))
-        a, y = call(x, a0, params, seq_lengths=lengths, layout=layout)
+        a, y = call(x, a0, params, seq_lengths=lengths, **options)
         return workload_loss(workload, a, y, goal, 0 if layout == "seed" else -1)
 
     step, value, (dx, da0, dparams), temp = compiled_step(loss, (x, a0, params, lengths, goal))
-    gradients = seed_gradients(from_layout(dx, layout), da0 if layout == "seed" else da0.T, dparams)
+    da0 = state_in(tuple(da0) if problem.cell == "lstm" else da0, layout)  # back to the seed layout
+    gradients = seed_gradients(from_layout(dx, layout), da0, dparams)
     return Variant(name, step, value, temp, gradients)
 
 
-def _seed_scan_call(x, a0, params, *, seq_lengths, layout):
-    assert seq_lengths is None and layout == "seed"
+def _seed_scan_call(x, a0, params, *, seq_lengths, layout, cell):
+    assert seq_lengths is None and layout == "seed" and cell == "vanilla"
     return seed_scan(x, a0, params)
 
 
@@ -101,16 +108,28 @@ def _builders(problem, workload, dtype, device, checkpoint_every, torch_device):
 
 
 def build_variants(
-    names, sizes: Sizes, dtype, device, checkpoint_every: int, torch_device: str, seed: int = 0, workload: str = "ce"
+    names,
+    sizes: Sizes,
+    dtype,
+    device,
+    checkpoint_every: int,
+    torch_device: str,
+    seed: int = 0,
+    workload: str = "ce",
+    cell: str = "vanilla",
 ):
-    """The requested variants in `names` order, skipping those whose library is not installed
-    and `hand-ce` outside the `ce` workload, with the oracle: `(variants, skipped, reference)`."""
-    problem = make_problem(sizes, seed)
+    """The requested variants of `cell` in `names` order, skipping those whose library is not
+    installed, `hand-ce` outside the `ce` workload and `seed-scan` outside the vanilla cell, with
+    the oracle: `(variants, skipped, reference)`."""
+    problem = make_problem(sizes, seed, cell)
     builders = _builders(problem, workload, dtype, device, checkpoint_every, torch_device)
     variants, skipped = [], []
     for name in names:
         if name in CE_ONLY and workload != "ce":
             skipped.append(f"{name} (ce workload only)")
+            continue
+        if name in VANILLA_ONLY and cell != "vanilla":
+            skipped.append(f"{name} (vanilla cell only)")
             continue
         try:
             variants.append(builders[name]())
