@@ -1,8 +1,11 @@
-"""From Flax's `nnx.RNN(nnx.SimpleCell)` to jaxrnn and back, with the same numbers.
+"""From Flax's `GRUCell` and `LSTMCell` RNNs to jaxrnn and back, with the same numbers.
 
-A trained Flax model's weights move into `jaxrnn.nnx.RNN` — the same call, whose gradient is
-the hand-derived backward — which trains a few Adam steps with optax; `jaxrnn.to_flax`
-writes the result back into the Flax model. Run:
+For each cell, a two-layer Flax NNX stack (a bidirectional layer, then a unidirectional one)
+moves into `jaxrnn.rnn_stack` — whose gradient is the hand-derived backward — trains a few Adam
+steps with optax, and `jaxrnn.to_flax` writes the result back into a copy of the Flax model.
+Two things differ from Flax's conventions: an LSTM's carry is `(c, h)` in Flax and
+`LSTMState(h, c)` in jaxrnn, and `nnx.GRUCell` has no `b_hn`, so jaxrnn's `bhn` stays zero
+while training (its gradient is masked) to go back. Run:
 
     python examples/migrate_from_flax.py
 """
@@ -14,41 +17,75 @@ import optax
 from flax import nnx
 
 import jaxrnn
-import jaxrnn.nnx
 
 B, T, N_X, N_A = 4, 10, 3, 8
+CELLS = {"nnx.GRUCell": nnx.GRUCell, "nnx.OptimizedLSTMCell": nnx.OptimizedLSTMCell}
+
+
+def flax_model(cell, seed):
+    rnn = lambda n_in, k: nnx.RNN(cell(n_in, N_A, rngs=nnx.Rngs(seed + k)))
+    return nnx.Sequential(nnx.Bidirectional(rnn(N_X, 0), rnn(N_X, 1)), rnn(2 * N_A, 2))
+
+
+def flax_forward(model, x, carries):
+    """Flax's stack, layer by layer, from the given carries."""
+    for layer, carry in zip(model.layers, carries):
+        x = layer(x, initial_carry=carry)
+    return x
+
+
+def to_jaxrnn_state(carry, lstm):
+    """One layer's Flax carry as jaxrnn's state: an LSTM's `(c, h)` becomes `LSTMState(h, c)`,
+    direction by direction in a bidirectional layer's pair."""
+    if not lstm:
+        return carry
+    if isinstance(carry[0], tuple):
+        return tuple(to_jaxrnn_state(direction, lstm) for direction in carry)
+    c, h = carry
+    return jaxrnn.LSTMState(h, c)
+
+
+def without_bhn_gradient(grads):
+    """nnx.GRUCell has no b_hn: keep jaxrnn's bhn at zero (Adam moves nothing a zero gradient reaches)."""
+    zero = lambda params: params | {"bhn": jnp.zeros_like(params["bhn"])} if "bhn" in params else params
+    return jax.tree.map(zero, grads, is_leaf=lambda value: isinstance(value, dict) and "Wax" in value)
+
+
+def migrate(name):
+    model = flax_model(CELLS[name], seed=0)
+    x = jax.random.normal(jax.random.key(1), (B, T, N_X))
+    state = lambda k: jax.random.normal(jax.random.key(k), (B, N_A))
+    lstm = name == "nnx.OptimizedLSTMCell"
+    carry = (lambda k: (state(k), state(k + 50))) if lstm else state  # an LSTM's: (c, h)
+    carries = [(carry(2), carry(3)), carry(4)]  # a pair for the bidirectional layer
+    flax_outputs = flax_forward(model, x, carries)
+
+    # The migration: the weights, the initial states, the call.
+    layers, options = jaxrnn.from_flax(model)  # options: cell="gru" | "lstm", layout="batch_major"
+    a0 = [to_jaxrnn_state(c, lstm) for c in carries]
+    outputs, _ = jaxrnn.rnn_stack(x, a0, layers, **options)
+    errors = {f"{name} outputs": float(np.max(np.abs(outputs - flax_outputs)))}
+
+    # Train with the hand-derived backward (a toy loss), then write the weights back into Flax.
+    optimizer = optax.adam(1e-2)
+
+    @jax.jit
+    def step(layers, opt_state):
+        loss = lambda layers: jnp.mean((jaxrnn.rnn_stack(x, a0, layers, **options)[0] - 0.5) ** 2)
+        updates, opt_state = optimizer.update(without_bhn_gradient(jax.grad(loss)(layers)), opt_state)
+        return optax.apply_updates(layers, updates), opt_state
+
+    opt_state = optimizer.init(layers)
+    for _ in range(5):
+        layers, opt_state = step(layers, opt_state)
+    trained = jaxrnn.to_flax(layers, like=model)  # a copy of the Flax model with the trained weights
+    outputs, _ = jaxrnn.rnn_stack(x, a0, layers, **options)
+    errors[f"{name} outputs after training"] = float(np.max(np.abs(outputs - flax_forward(trained, x, carries))))
+    return errors
 
 
 def main():
-    flax_rnn = nnx.RNN(nnx.SimpleCell(N_X, N_A, rngs=nnx.Rngs(0)), return_carry=True)
-    x = jax.random.normal(jax.random.key(1), (B, T, N_X))
-    carry = jax.random.normal(jax.random.key(2), (B, N_A))
-    flax_carry, flax_outputs = flax_rnn(x, initial_carry=carry)
-
-    # The migration: the weights into the module, then the same call.
-    layers, options = jaxrnn.from_flax(flax_rnn)  # options: nonlinearity="tanh", layout="batch_major"
-    rnn = jaxrnn.nnx.RNN.from_parameters(layers, **options, return_carry=True)
-    new_carry, outputs = rnn(x, initial_carry=carry)
-    errors = {
-        "outputs": float(np.max(np.abs(outputs - flax_outputs))),
-        "carry": float(np.max(np.abs(new_carry - flax_carry))),
-    }
-
-    # Train with the hand-derived backward (a toy loss), then write the weights back into Flax.
-    optimizer = nnx.Optimizer(rnn, optax.adam(1e-2), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(rnn, optimizer):
-        loss, grads = nnx.value_and_grad(lambda rnn: jnp.mean((rnn(x, initial_carry=carry)[1] - 0.5) ** 2))(rnn)
-        optimizer.update(rnn, grads)
-        return loss
-
-    for _ in range(5):
-        step(rnn, optimizer)
-    flax_rnn = jaxrnn.to_flax(rnn.parameters(), like=flax_rnn)  # a copy of flax_rnn with the trained weights
-    trained = rnn(x, initial_carry=carry)[1] - flax_rnn(x, initial_carry=carry)[1]
-    errors["outputs after training"] = float(np.max(np.abs(trained)))
-    return errors
+    return {key: error for name in CELLS for key, error in migrate(name).items()}
 
 
 if __name__ == "__main__":

@@ -1,21 +1,30 @@
-"""Flax interop: `SimpleCell` weights in (`from_flax`) and out (`to_flax`), for NNX modules
-and Linen variables.
+"""Flax interop: the weights of `SimpleCell`, `GRUCell`, `LSTMCell` and `OptimizedLSTMCell`
+RNNs in (`from_flax`) and out (`to_flax`), for NNX modules and Linen variables.
 
-Flax's `SimpleCell` computes `h' = f(x W_i + b_i + h W_h)` with kernels laid out `(in, out)`:
+Flax lays kernels out `(in, out)` and keeps either one dense layer for all gates (NNX's
+`dense_i`/`dense_h`, gates on the columns in PyTorch's order) or one per gate (Linen's, and
+NNX's `LSTMCell`); jaxrnn stacks the gates on the rows of `Wax`, `Waa` (transposed: exact):
 
-    Flax (NNX: dense_i / dense_h, Linen: i / h)      jaxrnn (rnn_stack layers)
-    dense_i.kernel (n_x, n_a)                        Wax (n_a, n_x)   (transposed: exact)
-    dense_h.kernel (n_a, n_a)                        Waa (n_a, n_a)   (transposed)
-    dense_i.bias (n_a,) [+ dense_h.bias]             ba (n_a, 1)
-    activation_fn jax.numpy.tanh / jax.nn.relu       nonlinearity="tanh" / "relu"
-    RNN(time_major=)                                 layout="time_major" / "batch_major"
+    Flax cell (input denses | recurrent denses)       jaxrnn (rnn_stack layers)
+    SimpleCell   NNX dense_i | dense_h, Linen i | h   cell="vanilla"   ba = b_i (+ b_h)
+    GRUCell      NNX dense_i | dense_h (r, z, n)      cell="gru"       ba = b_i, bhn = 0 (NNX has no b_hn)
+                 Linen ir, iz, in | hr, hz, hn                         ba = [b_ir; b_iz; b_in], bhn = b_hn
+    LSTMCell     NNX ii, if_, ig, io | hi, hf, hg, ho cell="lstm"      ba = [b_hi; b_hf; b_hg; b_ho]
+                 Linen ii, if, ig, io | hi, hf, hg, ho
+    OptimizedLSTMCell NNX dense_i | dense_h (i,f,g,o) cell="lstm"      ba = b_h
+    RNN(time_major=)                                  layout="time_major" / "batch_major"
 
-A layer is an `nnx.RNN(nnx.SimpleCell)`, an `nnx.Bidirectional` of two of them (outputs
-concatenated forward first, as in `rnn_stack`), or a bare `nnx.SimpleCell`; a stack is an
-`nnx.Sequential` or a list of layers, bottom first. Linen variables (`model.init(...)`) of
-`nn.SimpleCell`, `nn.RNN`, `nn.Bidirectional` and `nn.Sequential` (`layers_0`, `layers_1`, …)
-are read by their parameter names; their activation and time axis are not in the variables,
-so they come from the keywords. flax is imported only where an NNX module is handled.
+Flax's GRUCell has biases on its input denses and on `hn` only (NNX: on `dense_i` only); its
+LSTM cells on the recurrent denses only, and their carry is `(c, h)` where jaxrnn's is
+`LSTMState(h, c)`. The equations are PyTorch's, which jaxrnn computes, with Flax's default
+`gate_fn=sigmoid` and `activation_fn=tanh`; others are refused.
+
+A layer is an `nnx.RNN(cell)`, an `nnx.Bidirectional` of two of them (outputs concatenated
+forward first, as in `rnn_stack`), or a bare cell; a stack is an `nnx.Sequential` or a list of
+layers, bottom first. Linen variables (`model.init(...)`) of `nn.RNN`, `nn.Bidirectional` and
+`nn.Sequential` (`layers_0`, `layers_1`, …) are read by their parameter names; their
+activations and time axis are not in the variables, so they come from the keywords (Flax's
+defaults). flax is imported only where an NNX module is handled.
 """
 
 from __future__ import annotations
@@ -29,19 +38,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _validate
-from jaxrnn._interop import check_shape, combine_biases, split_bias
+from jaxrnn._interop import GATES, cell_of_layers, check_shape, gate_biases, split_gate_biases
 
 _ACTIVATIONS = {jnp.tanh: "tanh", jax.nn.relu: "relu"}
 _LINEN_LAYER = re.compile(r"layers_(\d+)")
+# Linen parameter names: (input denses, recurrent denses) of each cell.
+_LINEN_CELLS = {
+    "vanilla": (("i",), ("h",)),
+    "gru": (("ir", "iz", "in"), ("hr", "hz", "hn")),
+    "lstm": (("ii", "if", "ig", "io"), ("hi", "hf", "hg", "ho")),
+}
+_LINEN_NAMES = {"vanilla": "SimpleCell", "gru": "GRUCell", "lstm": "LSTMCell or OptimizedLSTMCell"}
 
 
 class _Cell(NamedTuple):
-    """One SimpleCell: where it is, its two dense layers (an `nnx.Linear` or a Linen dict) and
-    its activation (None where the variables do not say)."""
+    """One Flax cell: where it is, what it is (`kind` names it in messages), its input and
+    recurrent dense layers as `(name, dense)` (an `nnx.Linear` or a Linen dict) — one for all
+    gates, or one per gate — and its activation (None where the variables do not say)."""
 
     path: str
-    dense_i: Any
-    dense_h: Any
+    kind: str
+    cell: str
+    inputs: list
+    hiddens: list
     nonlinearity: str | None
 
 
@@ -51,54 +70,63 @@ class _Layer(NamedTuple):
 
 
 def from_flax(module_or_variables, *, nonlinearity: str | None = None, time_major: bool | None = None):
-    """The weights of a Flax `SimpleCell` RNN as `rnn_stack` layers, with the options that run them.
+    """The weights of a Flax RNN as `rnn_stack` layers, with the options that run them.
 
     Args:
-      module_or_variables: an `nnx.RNN(nnx.SimpleCell(...))`, an `nnx.Bidirectional` of two,
-        an `nnx.SimpleCell`, or an `nnx.Sequential`, `nnx.List` or list of layers (a stack,
-        bottom first);
-        or Linen variables (`{"params": ...}`, or the params) of `nn.SimpleCell`, `nn.RNN`,
-        `nn.Bidirectional`, `nn.Sequential` or a list of them.
-      nonlinearity: `"tanh"` or `"relu"`: the activation of Linen cells (default tanh); an NNX
-        cell's own `activation_fn` is used, and a different value here raises.
+      module_or_variables: an `nnx.RNN` of an `nnx.SimpleCell`, `GRUCell`, `LSTMCell` or
+        `OptimizedLSTMCell`, an `nnx.Bidirectional` of two, a bare cell, or an
+        `nnx.Sequential`, `nnx.List` or list of layers (a stack, bottom first); or Linen
+        variables (`{"params": ...}`, or the params) of those cells in `nn.RNN`,
+        `nn.Bidirectional`, `nn.Sequential` or a list of them. All layers one cell.
+      nonlinearity: `"tanh"` or `"relu"`: the activation of Linen `SimpleCell`s (default
+        tanh); an NNX cell's own `activation_fn` is used, and a different value here raises.
+        Gated cells: tanh only.
       time_major: the time axis for Linen variables and bare cells (default False, Flax's);
         an NNX `RNN`'s own setting is used, and a different value here raises.
 
     Returns:
       `(layers, options)` as `from_torch` returns them: `layers` a list, bottom first, of
-      dicts `Wax, Waa, ba` (pairs for bidirectional layers); `options` `{"nonlinearity": ...,
-      "layout": "batch_major" | "time_major"}` for `rnn_stack`. Kernels are transposed (exact);
-      `ba` is the cell's bias (the sum of both when its recurrent dense layer has one too).
+      parameter dicts `Wax, Waa, ba` (the GRU's also `bhn`; pairs for bidirectional layers);
+      `options` `{"cell": ..., "layout": "batch_major" | "time_major"}` for `rnn_stack`, with
+      `"nonlinearity"` for `SimpleCell`s. Kernels are transposed (exact); `ba` and `bhn` are
+      the cell's biases as the module docstring maps them (a sum only where a gate has two).
+      An LSTM's Flax carry `(c, h)` is jaxrnn's `LSTMState(h, c)`.
 
     Raises:
-      what jaxrnn cannot compute: another cell (LSTM, GRU), `residual=True`, an activation
-      other than tanh and relu, a unidirectional `reverse=True` layer (convert its cell and
-      call `jaxrnn.rnn(..., reverse=True)`), a custom `merge_fn`.
+      what jaxrnn cannot compute: another cell (`MGUCell`, `ConvLSTMCell`, a subclass with its
+      own `__call__`), `residual=True`, a `gate_fn` other than sigmoid, an activation other than
+      tanh (and ReLU for `SimpleCell`), layers of different cells, a unidirectional
+      `reverse=True` layer (convert its cell and call `jaxrnn.rnn(..., reverse=True)`), a custom
+      `merge_fn`.
     """
     fn = "from_flax"
     stack = _stack(fn, module_or_variables, "module")
-    found = {cell.nonlinearity for layer in stack for cell in layer.cells} - {None}
+    cell = _agree(fn, "cell", {c.cell for layer in stack for c in layer.cells}, None, None)
+    found = {c.nonlinearity for layer in stack for c in layer.cells} - {None}
     nonlinearity = _agree(fn, "nonlinearity", found, nonlinearity, "tanh")
-    _validate.choice(fn, "nonlinearity", nonlinearity, _validate.NONLINEARITIES)
+    nonlinearity = _validate.cell_nonlinearity(fn, cell, nonlinearity)
     time_major = _agree(fn, "time_major", {layer.time_major for layer in stack} - {None}, time_major, False)
     layers = []
     for layer in stack:
-        pair = tuple(_read_cell(fn, cell) for cell in layer.cells)
+        pair = tuple(_read_cell(fn, c) for c in layer.cells)
         layers.append(pair if len(pair) == 2 else pair[0])
-    _validate.layer_list(fn, layers)  # widths chain from layer to layer, one dtype
-    return layers, {"nonlinearity": nonlinearity, "layout": "time_major" if time_major else "batch_major"}
+    _validate.layer_list(fn, layers, cell=cell)  # widths chain from layer to layer, one dtype
+    options = {"cell": cell} | ({"nonlinearity": nonlinearity} if cell == "vanilla" else {})
+    return layers, options | {"layout": "time_major" if time_major else "batch_major"}
 
 
 def to_flax(layers, like):
     """`rnn_stack` layers written into a copy of the Flax model `like`; `like` is not changed.
 
-    Kernels are transposed back (exact). Biases follow `jaxrnn._interop`: a cell with one bias
-    (Flax's `SimpleCell`) takes `ba` as it is, so Flax → jaxrnn → Flax is bitwise identical;
-    a cell with two keeps its recurrent bias and puts the rest in the input bias. Values are
+    Kernels are transposed back (exact). Biases follow `jaxrnn._interop`: a gate with one bias
+    takes its `ba` block as it is (the GRU's `b_in`, `b_hn` too), so Flax → jaxrnn → Flax is
+    bitwise identical; a gate with two keeps its recurrent bias and puts the rest in the input
+    bias; a bias `like` has no place for (an NNX `GRUCell`'s `bhn`) must be zero. Values are
     cast to `like`'s dtypes, as loading weights into a module does.
 
     Args:
-      layers: a list as `rnn_stack` takes it (or one parameter dict), without an output head.
+      layers: a list as `rnn_stack` takes it (or one parameter dict), without an output head,
+        of the cell `like` holds.
       like: an NNX module or Linen variables, as `from_flax` takes them, with the structure and
         sizes of `layers`.
 
@@ -107,24 +135,27 @@ def to_flax(layers, like):
       Linen variables).
     """
     fn = "to_flax"
-    layers = _validate.layer_list(fn, [layers] if isinstance(layers, Mapping) else layers)
-    if "Wya" in layers[-1][0]:
-        raise ValueError(
-            f"{fn}: layers[{len(layers) - 1}] has an output head (Wya, by), which a Flax SimpleCell RNN does not "
-            f"have; drop it (it maps to an nnx.Linear: kernel = Wya.T, bias = by[:, 0])"
-        )
     _stack(fn, like, "like")  # what `like` is, before copying it
     copy = _copy(like)
     stack = _stack(fn, copy, "like")
+    cell = _agree(fn, "cell", {c.cell for layer in stack for c in layer.cells}, None, None)
+    found = cell_of_layers(fn, layers)
+    if found != cell:
+        raise ValueError(f"{fn}: layers are {found} layers; like holds {stack[0].cells[0].kind}s")
+    layers = _validate.layer_list(fn, [layers] if isinstance(layers, Mapping) else layers, cell=cell)
+    if "Wya" in layers[-1][0]:
+        raise ValueError(
+            f"{fn}: layers[{len(layers) - 1}] has an output head (Wya, by), which a Flax RNN does not have; "
+            f"drop it (it maps to an nnx.Linear: kernel = Wya.T, bias = by[:, 0])"
+        )
     if [len(layer.cells) for layer in stack] != [len(layer) for layer in layers]:
         raise ValueError(
             f"{fn}: like has {len(stack)} layer(s) with directions {[len(layer.cells) for layer in stack]}; "
             f"layers has {len(layers)} with directions {[len(layer) for layer in layers]}"
         )
     for l, (layer, params_pair) in enumerate(zip(stack, layers)):
-        for d, (cell, params) in enumerate(zip(layer.cells, params_pair)):
-            where = f"layers[{l}][{d}]" if len(params_pair) == 2 else f"layers[{l}]"
-            _write_cell(fn, cell, params, where)
+        for d, (c, params) in enumerate(zip(layer.cells, params_pair)):
+            _write_cell(fn, c, params, f"layers[{l}][{d}]" if len(params_pair) == 2 else f"layers[{l}]")
     return copy
 
 
@@ -171,12 +202,15 @@ def _linen_layer(fn: str, path: str, params: Mapping) -> _Layer:
         return _Layer(cells, None)
     if "cell" in params:
         path, params = f"{path}['cell']", params["cell"]
-    if set(params) != {"i", "h"}:
+    found = next((cell for cell, names in _LINEN_CELLS.items() if set(params) == {*names[0], *names[1]}), None)
+    if found is None:
+        expected = "; ".join(f"{_LINEN_NAMES[c]}: {sorted({*i, *h})}" for c, (i, h) in _LINEN_CELLS.items())
         raise ValueError(
-            f"{fn}: {path} has the keys {sorted(params)}; expected a SimpleCell's 'i' and 'h' "
-            f"(in an 'RNN' under 'cell', or a 'Bidirectional' under 'forward_rnn' and 'backward_rnn')"
+            f"{fn}: {path} has the keys {sorted(params)}; expected the parameters of a Flax cell jaxrnn computes "
+            f"({expected}), in an 'RNN' under 'cell', or a 'Bidirectional' under 'forward_rnn' and 'backward_rnn'"
         )
-    return _Layer([_Cell(path, params["i"], params["h"], None)], None)
+    inputs, hiddens = ([(n, params[n]) for n in names] for names in _LINEN_CELLS[found])
+    return _Layer([_Cell(path, f"Linen {_LINEN_NAMES[found]}", found, inputs, hiddens, None)], None)
 
 
 def _nnx_layer(fn: str, path: str, module: Any) -> _Layer:
@@ -198,11 +232,12 @@ def _nnx_layer(fn: str, path: str, module: Any) -> _Layer:
                 f"forward: convert its cell (from_flax({path}.cell)) and call jaxrnn.rnn(..., reverse=True)"
             )
         return _Layer([_nnx_cell(fn, path, module, nnx)], module.time_major)
-    if isinstance(module, nnx.SimpleCell):
+    if isinstance(module, nnx.RNNCellBase):
         return _Layer([_nnx_cell(fn, path, module, nnx)], None)
     raise TypeError(
-        f"{fn}: {path} is a {type(module).__name__}; expected an nnx.RNN(nnx.SimpleCell), an nnx.Bidirectional "
-        f"of two, an nnx.SimpleCell, an nnx.Sequential or list of them, or Linen variables"
+        f"{fn}: {path} is a {type(module).__name__}; expected an nnx.RNN of a SimpleCell, GRUCell, LSTMCell or "
+        f"OptimizedLSTMCell, an nnx.Bidirectional of two, a bare cell, an nnx.Sequential or list of them, or "
+        f"Linen variables"
     )
 
 
@@ -210,17 +245,49 @@ def _nnx_cell(fn: str, path: str, module: Any, nnx) -> _Cell:
     cell = module
     if isinstance(module, nnx.RNN):
         path, cell = f"{path}.cell", module.cell
-    if not isinstance(cell, nnx.SimpleCell):
-        raise TypeError(f"{fn}: {path} is an nnx.{type(cell).__name__}; jaxrnn is the vanilla RNN: nnx.SimpleCell")
-    if cell.residual:
-        raise ValueError(f"{fn}: {path} has residual=True (h' = f(... + h)), which jaxrnn does not compute")
-    activation = _ACTIVATIONS.get(cell.activation_fn)
-    if activation is None:
-        name = getattr(cell.activation_fn, "__name__", repr(cell.activation_fn))
-        raise ValueError(
-            f"{fn}: {path}.activation_fn is {name}; jaxrnn computes jax.numpy.tanh and jax.nn.relu (nnx.tanh, nnx.relu)"
+    kinds = {
+        nnx.SimpleCell: "vanilla",
+        nnx.GRUCell: "gru",
+        nnx.LSTMCell: "lstm",
+        nnx.OptimizedLSTMCell: "lstm",
+    }
+    base = next((kind for kind in kinds if isinstance(cell, kind)), None)
+    if base is None or type(cell).__call__ is not base.__call__:
+        what = f"a subclass of nnx.{base.__name__} with its own __call__" if base else f"an nnx.{type(cell).__name__}"
+        raise TypeError(
+            f"{fn}: {path} is {what}; jaxrnn computes Flax's nnx.SimpleCell, GRUCell, LSTMCell and OptimizedLSTMCell"
         )
-    return _Cell(path, cell.dense_i, cell.dense_h, activation)
+    name = kinds[base]
+    nonlinearity = None
+    if name == "vanilla":
+        if cell.residual:
+            raise ValueError(f"{fn}: {path} has residual=True (h' = f(... + h)), which jaxrnn does not compute")
+        nonlinearity = _ACTIVATIONS.get(cell.activation_fn)
+        if nonlinearity is None:
+            raise ValueError(
+                f"{fn}: {path}.activation_fn is {_name(cell.activation_fn)}; jaxrnn computes jax.numpy.tanh and "
+                f"jax.nn.relu (nnx.tanh, nnx.relu)"
+            )
+    else:
+        for attribute, expected, names in (
+            ("gate_fn", jax.nn.sigmoid, "jax.nn.sigmoid (nnx.sigmoid)"),
+            ("activation_fn", jnp.tanh, "jax.numpy.tanh (nnx.tanh)"),
+        ):
+            if getattr(cell, attribute) is not expected:
+                raise ValueError(
+                    f"{fn}: {path}.{attribute} is {_name(getattr(cell, attribute))}; jaxrnn's {name} cell computes "
+                    f"Flax's default {names}, as PyTorch does"
+                )
+    if base is nnx.LSTMCell:
+        inputs = [(n, getattr(cell, n)) for n in ("ii", "if_", "ig", "io")]
+        hiddens = [(n, getattr(cell, n)) for n in ("hi", "hf", "hg", "ho")]
+    else:
+        inputs, hiddens = [("dense_i", cell.dense_i)], [("dense_h", cell.dense_h)]
+    return _Cell(path, f"nnx.{base.__name__}", name, inputs, hiddens, nonlinearity)
+
+
+def _name(function: Any) -> str:
+    return getattr(function, "__name__", repr(function))
 
 
 def _get(dense: Any, name: str):
@@ -231,41 +298,72 @@ def _get(dense: Any, name: str):
     return None if variable is None else variable[...]
 
 
+def _dense_name(cell: _Cell, name: str) -> str:
+    return f"{cell.path}['{name}']" if isinstance(cell.inputs[0][1], Mapping) else f"{cell.path}.{name}"
+
+
 def _read_cell(fn: str, cell: _Cell) -> dict:
-    names = _names(cell)
-    for dense, which in ((cell.dense_i, "dense_i"), (cell.dense_h, "dense_h")):
+    """The cell's parameter dict; checks every kernel's and bias's shape on the way."""
+    G = GATES[cell.cell]
+    for name, dense in cell.inputs + cell.hiddens:
         unknown = isinstance(dense, Mapping) and not set(dense) <= {"kernel", "bias"}
         if unknown or _get(dense, "kernel") is None:
             found = sorted(dense) if isinstance(dense, Mapping) else type(dense).__name__
-            raise ValueError(f"{fn}: {names[which]} must hold 'kernel' (and 'bias'); received {found}")
-    kernel_i, kernel_h = (jnp.asarray(_get(d, "kernel")) for d in (cell.dense_i, cell.dense_h))
-    bias_i, bias_h = (_get(d, "bias") for d in (cell.dense_i, cell.dense_h))
-    _validate.check_rank(fn, f"{names['dense_i']}.kernel", kernel_i, 2, "(in_features, hidden_features)")
-    n_a = kernel_i.shape[1]
-    check_shape(fn, f"{names['dense_h']}.kernel", kernel_h, (n_a, n_a), "(hidden_features, hidden_features)")
-    for bias, which in ((bias_i, "dense_i"), (bias_h, "dense_h")):
-        if bias is not None:
-            check_shape(fn, f"{names[which]}.bias", bias, (n_a,), "(hidden_features,)")
-    biases = [None if b is None else np.asarray(b) for b in (bias_i, bias_h)]
-    return {"Wax": kernel_i.T, "Waa": kernel_h.T, "ba": combine_biases(*biases, n_a, kernel_i.dtype)}
+            raise ValueError(f"{fn}: {_dense_name(cell, name)} must hold 'kernel' (and 'bias'); received {found}")
+    first_name, first = cell.hiddens[0]
+    kernel = jnp.asarray(_get(first, "kernel"))
+    _validate.check_rank(fn, f"{_dense_name(cell, first_name)}.kernel", kernel, 2, "(hidden_features, features)")
+    n_a = kernel.shape[0]
+    n_x = (jnp.shape(_get(cell.inputs[0][1], "kernel")) or (0,))[0]
+    kernels, biases = {}, {}
+    for side, denses, rows in (("input", cell.inputs, n_x), ("hidden", cell.hiddens, n_a)):
+        per_dense = n_a * G // len(denses)  # the columns of each: G·n_a fused, n_a per gate
+        for name, dense in denses:
+            where = _dense_name(cell, name)
+            columns = "hidden_features" if per_dense == n_a else f"{G}·hidden_features"
+            meaning = f"({'in_features' if side == 'input' else 'hidden_features'}, {columns})"
+            check_shape(fn, f"{where}.kernel", _get(dense, "kernel"), (rows, per_dense), meaning)
+            if _get(dense, "bias") is not None:
+                check_shape(fn, f"{where}.bias", _get(dense, "bias"), (per_dense,), f"({columns},)")
+        kernels[side] = jnp.concatenate([jnp.asarray(_get(d, "kernel")) for _, d in denses], axis=1)
+        biases[side] = _bias_blocks(denses, G, n_a)
+    params = {"Wax": kernels["input"].T, "Waa": kernels["hidden"].T}
+    return params | gate_biases(cell.cell, biases["input"], biases["hidden"], n_a, kernel.dtype)
+
+
+def _bias_blocks(denses: list, G: int, n_a: int) -> list:
+    """Each gate's bias `(n_a,)` from `denses` (one dense layer for all gates, or one per gate);
+    None where a dense layer has no bias."""
+    blocks = []
+    for _, dense in denses:
+        bias = _get(dense, "bias")
+        blocks += [None if bias is None else np.asarray(bias)[k * n_a : (k + 1) * n_a] for k in range(G // len(denses))]
+    return blocks
 
 
 def _write_cell(fn: str, cell: _Cell, params: dict, where: str) -> None:
-    names = _names(cell)
     like = _read_cell(fn, cell)  # checks the target's structure
-    for ours, dense, which in (("Wax", cell.dense_i, "dense_i"), ("Waa", cell.dense_h, "dense_h")):
+    G, n_a = GATES[cell.cell], like["Waa"].shape[1]
+    for ours, denses in (("Wax", cell.inputs), ("Waa", cell.hiddens)):
         if params[ours].shape != like[ours].shape:
-            expected = tuple(like[ours].shape)
+            name, dense = denses[0]
+            per_gate = f" (one of {len(denses)} per-gate kernels)" if len(denses) > 1 else ""
             raise ValueError(
                 f"{fn}: {where}['{ours}'].shape={tuple(params[ours].shape)} does not fit like's "
-                f"{names[which]}.kernel.shape={expected[::-1]}; expected {expected}"
+                f"{_dense_name(cell, name)}.kernel.shape={tuple(jnp.shape(_get(dense, 'kernel')))}{per_gate}; "
+                f"expected {tuple(like[ours].shape)}"
             )
-        _set(dense, "kernel", params[ours].T)
-    like_biases = (_get(cell.dense_i, "bias"), _get(cell.dense_h, "bias"))
-    biases = split_bias(fn, f"{where}['ba']", params["ba"], *like_biases, f"like's {cell.path}")
-    for dense, bias in zip((cell.dense_i, cell.dense_h), biases):
-        if bias is not None:
-            _set(dense, "bias", bias)
+    like_biases = (_bias_blocks(cell.inputs, G, n_a), _bias_blocks(cell.hiddens, G, n_a))
+    target = f"like's {cell.path} ({cell.kind})"
+    inputs, hiddens = split_gate_biases(fn, where, params, cell.cell, *like_biases, target)
+    for ours, denses, written in (("Wax", cell.inputs, inputs), ("Waa", cell.hiddens, hiddens)):
+        width = G * n_a // len(denses)
+        for j, (_, dense) in enumerate(denses):
+            _set(dense, "kernel", params[ours].T[:, j * width : (j + 1) * width])
+            count = width // n_a
+            gate_blocks = written[j * count : (j + 1) * count]
+            if gate_blocks[0] is not None:
+                _set(dense, "bias", np.concatenate(gate_blocks))
 
 
 def _set(dense: Any, name: str, value: Any) -> None:
@@ -275,13 +373,6 @@ def _set(dense: Any, name: str, value: Any) -> None:
     else:
         variable = getattr(dense, name)
         variable.set_value(jnp.asarray(value, variable[...].dtype))
-
-
-def _names(cell: _Cell) -> dict:
-    """How messages name the cell's two dense layers."""
-    if isinstance(cell.dense_i, Mapping):
-        return {"dense_i": f"{cell.path}['i']", "dense_h": f"{cell.path}['h']"}
-    return {"dense_i": f"{cell.path}.dense_i", "dense_h": f"{cell.path}.dense_h"}
 
 
 def _copy(like: Any) -> Any:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _cells, _layout, _validate
+from jaxrnn import _batch, _cells, _layout, _validate
 from jaxrnn._forward import (
     accumulation_dtype,
     bias_rows,
@@ -61,7 +61,7 @@ def rnn_jvp(
     seq_lengths: jax.Array | None = None,
     reverse: bool = False,
     nonlinearity: str = "tanh",
-    layout: str = "seed",
+    layout: str = "batch_major",
     return_final_state: bool = False,
     cell: str = "vanilla",
 ):
@@ -73,9 +73,10 @@ def rnn_jvp(
     Jacobians column by column, as `jax.jacfwd` does.
 
     Args:
-      primals: `(x, a0, parameters)` as for `rnn`: `x (n_x, m, T_x)` (seed layout),
-        `(B, T, n_x)` or `(T, B, n_x)`; `a0 (n_a, m)` / `(B, n_a)` (an LSTM's a pair `(h0, c0)`),
-        or None for zeros; `parameters` of `cell`, optionally with the softmax head `Wya, by`.
+      primals: `(x, a0, parameters)` as for `rnn`: `x (B, T, n_x)` (the default layout; any
+        number of batch dimensions), `(T, B, n_x)` or `(n_x, m, T_x)` (seed layout); `a0
+        (B, n_a)` / `(n_a, m)` (an LSTM's a pair `(h0, c0)`), or None for zeros; `parameters`
+        of `cell`, optionally with the softmax head `Wya, by`.
       tangents: `(ẋ, ȧ0, parameter tangents)` with the structure, shapes and dtypes of
         `primals`: None for `ȧ0` exactly when `a0` is None, a dict with the same keys.
       seq_lengths, reverse, nonlinearity, layout, return_final_state, cell: as in `rnn`. A
@@ -88,6 +89,13 @@ def rnn_jvp(
     """
     fn = "rnn_jvp"
     (x, a0, parameters), tangents = _validate.jvp_arguments(fn, primals, tangents)
+    layout = _validate.choice(fn, "layout", layout, _layout.LAYOUTS)
+    x, batch = _batch.of(x, layout)
+    a0 = _batch.per_example(fn, "a0", a0, batch, trailing=1)
+    seq_lengths = _batch.per_example(fn, "seq_lengths", seq_lengths, batch, trailing=0)
+    x_dot, a0_dot, params_dot = tangents
+    x_dot = _batch.sequence_like(fn, "tangents[0]", x_dot, batch)
+    tangents = (x_dot, _batch.per_example(fn, "tangents[1]", a0_dot, batch, trailing=1), params_dot)
     options = _validate.layer_options(
         fn,
         reverse=reverse,
@@ -125,8 +133,11 @@ def rnn_jvp(
     state = lambda carry: _validate.public_state(tuple(v.astype(dtype) for v in carry), layout)
     outputs = (sequence(states), sequence(y))
     output_tangents = (sequence(states_dot), sequence(y_dot))
+    restore = lambda values: tuple(_batch.restore_sequence(v, batch) for v in values)
+    outputs, output_tangents = restore(outputs), restore(output_tangents)
     if options.return_final_state:
-        return (*outputs, state(final)), (*output_tangents, state(final_dot))
+        final, final_dot = (_batch.restore_states(state(v), batch) for v in (final, final_dot))
+        return (*outputs, final), (*output_tangents, final_dot)
     return outputs, output_tangents
 
 

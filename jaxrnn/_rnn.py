@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 
-from jaxrnn import _layout, _validate
+from jaxrnn import _batch, _layout, _validate
 from jaxrnn._layer import Config, run_layer
 
 
@@ -20,7 +20,7 @@ def rnn(
     seq_lengths: jax.Array | None = None,
     reverse: bool = False,
     nonlinearity: str = "tanh",
-    layout: str = "seed",
+    layout: str = "batch_major",
     checkpoint_every: int | None = None,
     gradient: str = "hand",
     return_final_state: bool = False,
@@ -39,22 +39,27 @@ def rnn(
     `rnn_autodiff` (or `gradient="autodiff"`).
 
     Args:
-      x: inputs: `(n_x, m, T_x)` in the seed layout, `(B, T, n_x)` batch-major,
-        `(T, B, n_x)` time-major (see `layout`).
-      a0: initial state: `(n_a, m)` in the seed layout, `(B, n_a)` otherwise; for an LSTM a
-        pair `(h0, c0)` of them (`jaxrnn.LSTMState` or a tuple); None: zeros.
+      x: inputs: `(B, T, n_x)` batch-major (the default, Flax's), `(T, B, n_x)` time-major
+        (PyTorch's), `(n_x, m, T_x)` in the seed layout (see `layout`). Batch- and time-major
+        take any number of batch dimensions, as Flax does: `(*batch, T, n_x)` / `(T, *batch,
+        n_x)`, one sequence `(T, n_x)` included; `a0`, `seq_lengths`, labels and every result
+        then carry the same `*batch`.
+      a0: initial state: `(B, n_a)` (`(*batch, n_a)`), `(n_a, m)` in the seed layout; for an
+        LSTM a pair `(h0, c0)` of them (`jaxrnn.LSTMState` or a tuple); None: zeros.
       parameters: dict with `Wax (G·n_a, n_x)`, `Waa (G·n_a, n_a)`, `ba (G·n_a, 1)` — `G` = 1,
         3, 4 gates stacked in PyTorch's order for the vanilla cell, GRU, LSTM — the GRU's
         `bhn (n_a, 1)` and, for the softmax head, `Wya (n_y, n_a)`, `by (n_y, 1)`; all of the
         dtype of `x` (`jaxrnn.init_parameters` draws them).
-      seq_lengths: `(m,)` integers in `[0, T]`, or None (every sequence is full length).
+      seq_lengths: `(B,)` (`(*batch,)`, `(m,)`) integers in `[0, T]`, or None (every
+        sequence is full length).
         Steps `t >= seq_lengths[i]` are padding: the state is frozen, `a` and `y` are zero
         there, and padded inputs get zero gradient. Concrete lengths outside `[0, T]` raise;
         traced ones (under `jit`) make that example's outputs and every gradient NaN.
       reverse: read each sequence from its last valid step back to its first; outputs stay
         in the original time order, padding at the end (Flax's `keep_order=True`).
       nonlinearity: `"tanh"` (the seed) or `"relu"`.
-      layout: `"seed"`, `"batch_major"` or `"time_major"` (no transposes at all).
+      layout: `"batch_major"` (the default), `"time_major"` (the internal layout: no
+        transposes at all) or `"seed"` (the seed notebook's features-first layout).
       checkpoint_every: None to keep every state for the backward pass, or a static int k to
         keep one per k steps (balanced segments) and recompute the rest.
       gradient: `"hand"` (the derivation) or `"autodiff"` (the same forward left to JAX).
@@ -63,8 +68,8 @@ def rnn(
       cell: `"vanilla"` (the seed's), `"gru"` or `"lstm"`; `nonlinearity` is the vanilla cell's.
 
     Returns:
-      `(a, y)`, or `(a, y, a_final)` with `return_final_state=True`: `a` `(n_a, m, T_x)` /
-      `(B, T, n_a)` / `(T, B, n_a)` (the hidden states `h_t`), `y` likewise with `n_y` (None
+      `(a, y)`, or `(a, y, a_final)` with `return_final_state=True`: `a` `(B, T, n_a)` /
+      `(T, B, n_a)` / `(n_a, m, T_x)` (the hidden states `h_t`), `y` likewise with `n_y` (None
       without a head), `a_final` in the layout of `a0` (an `LSTMState(h, c)` for an LSTM).
     """
     return _call(
@@ -104,7 +109,7 @@ def rnn_cross_entropy(
     ignore_index: int | None = None,
     reverse: bool = False,
     nonlinearity: str = "tanh",
-    layout: str = "seed",
+    layout: str = "batch_major",
     checkpoint_every: int | None = None,
     gradient: str = "hand",
     return_final_state: bool = False,
@@ -122,8 +127,8 @@ def rnn_cross_entropy(
       x, a0, seq_lengths, reverse, nonlinearity, layout, checkpoint_every, gradient,
         return_final_state, cell: as in `rnn`.
       parameters: the cell's and the head's `Wya`, `by`.
-      labels: integer class indices in `[0, n_y)`: `(m, T_x)` in the seed layout, `(B, T)`
-        batch-major, `(T, B)` time-major.
+      labels: integer class indices in `[0, n_y)`: `(B, T)` batch-major (`(*batch, T)`),
+        `(T, B)` time-major, `(m, T_x)` in the seed layout.
       ignore_index: a label value whose tokens have no loss (e.g. PyTorch's `-100`), or None.
 
     A token counts (`c_t = 1`) when its step is valid (inside `seq_lengths`) and its label is
@@ -133,8 +138,8 @@ def rnn_cross_entropy(
     reaches NaN.
 
     Returns:
-      `(losses, a)` or `(losses, a, a_final)`: losses `(m, T_x)` / `(B, T)` / `(T, B)` in
-      the dtype of `x`; `a` and `a_final` as in `rnn`.
+      `(losses, a)` or `(losses, a, a_final)`: losses `(B, T)` / `(T, B)` / `(m, T_x)`, as the
+      labels, in the dtype of `x`; `a` and `a_final` as in `rnn`.
     """
     return _call(
         "rnn_cross_entropy",
@@ -159,16 +164,6 @@ def rnn_cross_entropy_autodiff(x: jax.Array, a0: jax.Array | None, parameters: d
     return _call("rnn_cross_entropy_autodiff", x, a0, parameters, labels, gradient="autodiff", **options)
 
 
-def rnn_batch_major(x, a0, parameters, **options):
-    """`rnn(..., layout="batch_major")`: `x (B, T, n_x)`, `a0 (B, n_a)` -> `(a (B, T, n_a), y (B, T, n_y))`."""
-    return _call("rnn_batch_major", x, a0, parameters, None, layout="batch_major", **options)
-
-
-def rnn_cross_entropy_batch_major(x, a0, parameters, labels, **options):
-    """`rnn_cross_entropy(..., layout="batch_major")`: labels `(B, T)` -> `(losses (B, T), a (B, T, n_a))`."""
-    return _call("rnn_cross_entropy_batch_major", x, a0, parameters, labels, layout="batch_major", **options)
-
-
 def balanced_segment_length(k: int | None, T: int) -> int | None:
     """The same number of segments as `k` gives, lengths balanced: padding stays under one step
     per segment (k = 1000 on T = 5 runs one 5-step segment, not a 1000-step one)."""
@@ -189,13 +184,18 @@ def _call(
     ignore_index=None,
     reverse=False,
     nonlinearity="tanh",
-    layout="seed",
+    layout="batch_major",
     checkpoint_every=None,
     gradient="hand",
     return_final_state=False,
     cell="vanilla",
 ):
     """The one implementation behind every layer call: checks, then `run_layer`."""
+    layout = _validate.choice(fn, "layout", layout, _layout.LAYOUTS)
+    x, batch = _batch.of(x, layout)
+    a0 = _batch.per_example(fn, "a0", a0, batch, trailing=1)
+    seq_lengths = _batch.per_example(fn, "seq_lengths", seq_lengths, batch, trailing=0)
+    labels = _batch.sequence_like(fn, "labels", labels, batch, features=False)
     options = _validate.layer_options(
         fn,
         reverse=reverse,
@@ -221,11 +221,12 @@ def _call(
     every = balanced_segment_length(options.checkpoint_every, T)
     config = Config(layout, options.reverse, options.nonlinearity, every, head, ignore_index, options.cell)
     a, head_output, final = run_layer(config, checked.x, carry0, checked.params, lengths, labels, options.gradient)
-    final = _validate.public_state(final, layout)
+    final = _batch.restore_states(_validate.public_state(final, layout), batch)
     if head == "cross_entropy":
         outputs = (_layout.losses_from_time_major(head_output, layout), a)
     else:
         outputs = (a, head_output)
+    outputs = tuple(_batch.restore_sequence(v, batch) for v in outputs)
     return (*outputs, final) if options.return_final_state else outputs
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _cells, _layout, _validate
+from jaxrnn import _batch, _cells, _layout, _validate
 from jaxrnn._forward import bias_rows, cell_forward, project_inputs
 from jaxrnn._heads import output_logits
 from jaxrnn._layer import Config, run_layer
@@ -28,7 +28,7 @@ def rnn_stack(
     *,
     seq_lengths: jax.Array | None = None,
     nonlinearity: str = "tanh",
-    layout: str = "seed",
+    layout: str = "batch_major",
     checkpoint_every: int | None = None,
     gradient: str = "hand",
     dropout: float = 0.0,
@@ -42,10 +42,12 @@ def rnn_stack(
     bidirectional=...)`); a one-layer stack of a dict is `rnn`.
 
     Args:
-      x: inputs in `layout` (see `rnn`).
+      x: inputs in `layout` (see `rnn`: batch-major `(B, T, n_x)` by default, any number of
+        batch dimensions).
       a0: None (zeros), or a list with one initial state per layer — a pair `(forward,
-        reverse)` for a bidirectional layer — each `(n_a, m)` (seed) or `(B, n_a)`, an LSTM's
-        itself a pair `(h, c)` of them (`jaxrnn.from_torch_hidden` converts PyTorch's `h_0`).
+        reverse)` for a bidirectional layer — each `(B, n_a)` (`(n_a, m)` in the seed layout),
+        an LSTM's itself a pair `(h, c)` of them (`jaxrnn.from_torch_hidden` converts
+        PyTorch's `h_0`).
       layers: a list, bottom first, of parameter dicts of `cell` (see `rnn`; pairs of them for
         bidirectional layers). Layer l's `Wax` takes layer l-1's output width (`n_a`, or
         `2·n_a` after a bidirectional layer). The top layer, when unidirectional, may also
@@ -73,6 +75,10 @@ def rnn_stack(
         cell=cell,
     )
     rate = _validate.dropout(fn, dropout, key)
+    layout = _validate.choice(fn, "layout", layout, _layout.LAYOUTS)
+    x, batch = _batch.of(x, layout)
+    a0 = _batch.per_example(fn, "a0", a0, batch, trailing=1)
+    seq_lengths = _batch.per_example(fn, "seq_lengths", seq_lengths, batch, trailing=0)
     checked = _validate.stack_inputs(fn, x, a0, layers, seq_lengths, layout, options.cell)
     lengths, poison = _validate.guard_lengths(checked.lengths, checked.T)
     every = balanced_segment_length(options.checkpoint_every, checked.T)
@@ -95,13 +101,20 @@ def rnn_stack(
             finals.append(_validate.public_state(final, layout))
         inputs = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
         final_states.append(finals[0] if len(finals) == 1 else tuple(finals))
-    a = _layout.from_time_major(inputs, layout)
-    y = None if y is None else _layout.from_time_major(y, layout)
+    a = _batch.restore_sequence(_layout.from_time_major(inputs, layout), batch)
+    y = None if y is None else _batch.restore_sequence(_layout.from_time_major(y, layout), batch)
+    final_states = _batch.restore_states(final_states, batch)
     return (a, y, final_states) if options.return_final_state else (a, y)
 
 
 def rnn_step(
-    x_t: jax.Array, a_prev, parameters, *, nonlinearity: str = "tanh", layout: str = "seed", cell: str = "vanilla"
+    x_t: jax.Array,
+    a_prev,
+    parameters,
+    *,
+    nonlinearity: str = "tanh",
+    layout: str = "batch_major",
+    cell: str = "vanilla",
 ):
     """One time step of a layer or a unidirectional stack, for streaming inference.
 
@@ -110,13 +123,14 @@ def rnn_step(
     their scan. Plain `jax.numpy`; its gradient, when taken, is JAX's.
 
     Args:
-      x_t: one input step: `(n_x, m)` in the seed layout, `(B, n_x)` otherwise.
-      a_prev: the state: `(n_a, m)` / `(B, n_a)` for one layer (an LSTM's a pair `(h, c)`),
+      x_t: one input step: `(B, n_x)` (any number of batch dimensions, `(*batch, n_x)`), or
+        `(n_x, m)` in the seed layout.
+      a_prev: the state: `(B, n_a)` / `(n_a, m)` for one layer (an LSTM's a pair `(h, c)`),
         a list of them for a stack; None: zeros.
       parameters: a parameter dict of `cell`, or a list of them (bottom first); the top one
         may have the softmax head `Wya, by`.
       nonlinearity: `"tanh"` or `"relu"` (the vanilla cell's).
-      layout: `"seed"`, `"batch_major"` or `"time_major"` (the last two are the same per step).
+      layout: `"batch_major"` (the default) or `"time_major"`, the same per step, or `"seed"`.
       cell: `"vanilla"`, `"gru"` or `"lstm"`.
 
     Returns:
@@ -127,6 +141,11 @@ def rnn_step(
     cell = _validate.cell_option(fn, cell)
     nonlinearity = _validate.cell_nonlinearity(fn, cell, nonlinearity)
     layout = _validate.choice(fn, "layout", layout, _layout.LAYOUTS)
+    batch = _batch.Batch((), False, layout)
+    if layout != "seed" and getattr(x_t, "ndim", 2) != 2:  # (*batch, n_x): one step of (*batch, T, n_x)
+        x_t, batch = _batch.of(jnp.expand_dims(x_t, -2), "batch_major")
+        x_t = x_t[:, 0]
+        a_prev = _batch.per_example(fn, "a_prev", a_prev, batch, trailing=1)
     single = not isinstance(parameters, (list, tuple))
     layers = _validate.layer_list(fn, [parameters] if single else parameters, bidirectional_allowed=False, cell=cell)
     x_t = _validate.as_float_array(fn, "x_t", x_t)
@@ -148,4 +167,5 @@ def rnn_step(
     if "Wya" in layers[-1][0]:
         logits = output_logits(rows[None], layers[-1][0]["Wya"], layers[-1][0]["by"])[0]
         y_t = _layout.state_from_rows(jax.nn.softmax(logits, axis=-1).astype(rows.dtype), layout)
-    return (next_states[0] if single else next_states), y_t
+    next_states = _batch.restore_states(next_states[0] if single else next_states, batch)
+    return next_states, _batch.restore_states(y_t, batch)

@@ -236,6 +236,9 @@ def sequence(fn: str, x: Any, layout: str, params: dict, key: str) -> tuple[jax.
     """Checks `x` in `layout` against the input width of `params['Wax']` (named `key`); returns `(x, m, T)`."""
     names = _NAMES[layout]
     x = as_float_array(fn, "x", x)
+    if layout != "seed" and x.ndim < 2:
+        any_batch = "(*batch, T, n_x)" if layout == "batch_major" else "(T, *batch, n_x)"
+        raise ValueError(f"{fn}: x.shape={tuple(x.shape)} has rank {x.ndim}; expected {any_batch}, rank 2 or more")
     check_rank(fn, "x", x, 3, names["x"])
     n_x_in, m, T = _layout.sizes(x.shape, layout)
     suffix = "" if layout == "seed" else f" {names['x']}"

@@ -83,7 +83,7 @@ def weighted_loss(forward: Callable) -> Callable:
     """`L(x, a0, parameters, ca, cy) = Σ ca ⊙ a + Σ cy ⊙ y` for `(a, y) = forward(x, a0, parameters)`."""
 
     def loss(x, a0, params, ca, cy):
-        a, y = forward(x, a0, params)
+        a, y = forward(x, a0, params, layout="seed")
         return jnp.sum(ca * a) + jnp.sum(cy * y)
 
     return loss

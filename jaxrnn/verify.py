@@ -69,7 +69,7 @@ def weighted_sum_loss(forward, ca, cy):
     """`L(x, a0, parameters) = Σ ca ⊙ a + Σ cy ⊙ y` for `forward` in {rnn, rnn_autodiff}."""
 
     def loss(x, a0, params):
-        a, y = forward(x, a0, params)
+        a, y = forward(x, a0, params, layout="seed")
         return jnp.sum(ca * a) + jnp.sum(cy * y)
 
     return loss

@@ -1,6 +1,8 @@
 """Tiny character-level training runs shared by the charlm tests (small sizes: one compile, fast steps)."""
 
 import os
+import subprocess
+import sys
 
 from jaxrnn.charlm import parallel
 from jaxrnn.charlm.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -51,3 +53,26 @@ def run(config: TrainConfig, out_dir, resume: bool = False, on_step=None, device
     else:
         state, losses, validation = initial_state(config, len(data.vocabulary), mesh), [], []
     return run_training(config, data, state, losses, validation, mesh, path, on_step=on_step)
+
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": the
+# child installs Python's own handler first, so it gets Ctrl-C as it would in a terminal (no
+# preexec_fn: forking a multithreaded JAX process is unsafe).
+LAUNCHER = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from jaxrnn.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def start_jaxrnn(arguments, env=None, stderr=subprocess.PIPE):
+    """`jaxrnn ARGUMENTS` in a child process, its stdout (and stderr) piped, text mode."""
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, *arguments],
+        cwd=REPOSITORY,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )

@@ -1,5 +1,7 @@
 """Oracles' tolerances and comparison helpers shared by the tests."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,3 +49,25 @@ def assert_trees_close(actual, reference, tolerance, floor=FLOOR):
         ref64, act64 = np.asarray(ref, np.float64), np.asarray(act, np.float64)
         atol = floor * tolerance * float(np.max(np.abs(ref64), initial=0.0))
         np.testing.assert_allclose(act64, ref64, rtol=tolerance, atol=atol, err_msg=name)
+
+
+def seed_layout(fn):
+    """`fn` (a layer call) with the seed layout `(n, m, T)` as its default, as these tests' problems are."""
+
+    @functools.wraps(fn)
+    def in_seed_layout(*args, **kwargs):
+        kwargs.setdefault("layout", "seed")
+        return fn(*args, **kwargs)
+
+    return in_seed_layout
+
+
+class _SeedLayout:
+    """The layer calls of `jaxrnn` with `layout="seed"` as their default: `seed.rnn(x, a0, params)`
+    for the `(n, m, T)` problems of `random_problem`; an explicit `layout=` still wins."""
+
+    def __getattr__(self, name):
+        return seed_layout(getattr(jaxrnn, name))
+
+
+seed = _SeedLayout()

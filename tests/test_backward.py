@@ -10,14 +10,14 @@ import jax.test_util
 import numpy as np
 import pytest
 import seed_numpy
-from helpers import FLOOR, TOLERANCE, assert_trees_close, random_problem, relative_error
+from helpers import FLOOR, TOLERANCE, assert_trees_close, random_problem, relative_error, seed
 
 import jaxrnn
 
 
 def loss_fn(forward, x, a0, params, ca, cy, outputs="both"):
     """A random linear functional of the chosen outputs, so both cotangents are generic."""
-    a, y = forward(x, a0, params)
+    a, y = forward(x, a0, params, layout="seed")
     terms = {"a": jnp.sum(ca * a), "y": jnp.sum(cy * y)}
     return terms["a"] + terms["y"] if outputs == "both" else terms[outputs]
 
@@ -83,9 +83,15 @@ def test_custom_vjp_equals_autodiff(device, dtype, outputs, checkpoint_every):
         x, a0, params = random_problem(key, 4, 8, 3, 5, 10, dtype)
         ca, cy = weights(jax.random.fold_in(key, 1), x, a0, params)
         hand = gradients(
-            functools.partial(jaxrnn.rnn, checkpoint_every=checkpoint_every), x, a0, params, ca, cy, outputs
+            functools.partial(seed.rnn, checkpoint_every=checkpoint_every, layout="seed"),
+            x,
+            a0,
+            params,
+            ca,
+            cy,
+            outputs,
         )
-        auto = gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy, outputs)
+        auto = gradients(seed.rnn_autodiff, x, a0, params, ca, cy, outputs)
     assert_trees_close(hand, auto, TOLERANCE[dtype])
     for g, primal in zip(jax.tree_util.tree_leaves(hand), jax.tree_util.tree_leaves((x, a0, params))):
         assert g.dtype == primal.dtype
@@ -95,7 +101,9 @@ def test_check_grads_second_order(x64):
     x, a0, params = random_problem(jax.random.PRNGKey(8), 2, 3, 2, 2, 4, jnp.float64)
     ca, cy = weights(jax.random.PRNGKey(9), x, a0, params)
     for every in (None, 2):
-        loss = functools.partial(loss_fn, functools.partial(jaxrnn.rnn, checkpoint_every=every), ca=ca, cy=cy)
+        loss = functools.partial(
+            loss_fn, functools.partial(seed.rnn, checkpoint_every=every, layout="seed"), ca=ca, cy=cy
+        )
         jax.test_util.check_grads(loss, (x, a0, params), order=2, modes=["rev"])
 
 
@@ -106,23 +114,23 @@ def test_hessian_and_grad_of_grad_match_autodiff(x64):
     def loss_of_waa(forward):
         return lambda Waa: loss_fn(forward, x, a0, dict(params, Waa=Waa), ca, cy)
 
-    hessian_hand = jax.hessian(loss_of_waa(jaxrnn.rnn))(params["Waa"])
-    hessian_auto = jax.hessian(loss_of_waa(jaxrnn.rnn_autodiff))(params["Waa"])
+    hessian_hand = jax.hessian(loss_of_waa(seed.rnn))(params["Waa"])
+    hessian_auto = jax.hessian(loss_of_waa(seed.rnn_autodiff))(params["Waa"])
     assert relative_error(hessian_hand, hessian_auto) <= 1e-12
     # Reverse-over-reverse: the gradient of a scalar function of the gradient.
     grad_norm = lambda forward: jax.grad(lambda W: jnp.sum(jax.grad(loss_of_waa(forward))(W) ** 2))
-    assert relative_error(grad_norm(jaxrnn.rnn)(params["Waa"]), grad_norm(jaxrnn.rnn_autodiff)(params["Waa"])) <= 1e-12
+    assert relative_error(grad_norm(seed.rnn)(params["Waa"]), grad_norm(seed.rnn_autodiff)(params["Waa"])) <= 1e-12
 
 
 def test_forward_mode_raises_on_rnn_and_works_on_autodiff(x64):
     x, a0, params = random_problem(jax.random.PRNGKey(12), dtype=jnp.float64)
     tangents = jax.tree_util.tree_map(jnp.ones_like, (x, a0, params))
     with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jvp(jaxrnn.rnn, (x, a0, params), tangents)
+        jax.jvp(seed.rnn, (x, a0, params), tangents)
     # jvp of rnn_autodiff agrees with the hand-derived vjp: <c, J v> = <J^T c, v>.
-    _, (ta, ty) = jax.jvp(jaxrnn.rnn_autodiff, (x, a0, params), tangents)
+    _, (ta, ty) = jax.jvp(seed.rnn_autodiff, (x, a0, params), tangents)
     ca, cy = weights(jax.random.PRNGKey(13), x, a0, params)
-    _, vjp = jax.vjp(jaxrnn.rnn, x, a0, params)
+    _, vjp = jax.vjp(seed.rnn, x, a0, params)
     cotangent_dot_tangent = sum(
         jnp.vdot(g, t) for g, t in zip(jax.tree_util.tree_leaves(vjp((ca, cy))), jax.tree_util.tree_leaves(tangents))
     )
@@ -134,8 +142,8 @@ def test_edge_shapes(x64, sizes):
     x, a0, params = random_problem(jax.random.PRNGKey(14), *sizes, jnp.float64)
     ca, cy = weights(jax.random.PRNGKey(15), x, a0, params)
     for every in (None, 2):
-        hand = gradients(functools.partial(jaxrnn.rnn, checkpoint_every=every), x, a0, params, ca, cy)
-        assert_trees_close(hand, gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy), 1e-12)
+        hand = gradients(functools.partial(seed.rnn, checkpoint_every=every, layout="seed"), x, a0, params, ca, cy)
+        assert_trees_close(hand, gradients(seed.rnn_autodiff, x, a0, params, ca, cy), 1e-12)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -145,9 +153,9 @@ def test_long_sequence(device, dtype):
     with jax.enable_x64(dtype == jnp.float64), jax.default_matmul_precision("float32"):
         x, a0, params = random_problem(jax.random.PRNGKey(16), 3, 8, 3, 2, 2000, dtype)
         ca, cy = weights(jax.random.PRNGKey(17), x, a0, params)
-        hand = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
-        segmented = gradients(functools.partial(jaxrnn.rnn, checkpoint_every=64), x, a0, params, ca, cy)
-        auto = gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy)
+        hand = gradients(seed.rnn, x, a0, params, ca, cy)
+        segmented = gradients(functools.partial(seed.rnn, checkpoint_every=64, layout="seed"), x, a0, params, ca, cy)
+        auto = gradients(seed.rnn_autodiff, x, a0, params, ca, cy)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(hand))
     # float32 sums over 2000 steps have rounding errors at the scale of their largest entry.
     floor = 1.0 if dtype == jnp.float32 else FLOOR
@@ -159,20 +167,20 @@ def test_saturated_tanh(x64):
     x, a0, params = random_problem(jax.random.PRNGKey(18), 3, 6, 3, 4, 12, jnp.float64)
     params = dict(params, Waa=30 * params["Waa"], Wax=30 * params["Wax"])
     ca, cy = weights(jax.random.PRNGKey(19), x, a0, params)
-    a, _ = jaxrnn.rnn(x, a0, params)
+    a, _ = seed.rnn(x, a0, params, layout="seed")
     assert float(jnp.mean(jnp.abs(a) > 0.999)) > 0.5  # really saturated
-    hand = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+    hand = gradients(seed.rnn, x, a0, params, ca, cy)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(hand))
-    assert_trees_close(hand, gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy), 1e-12)
+    assert_trees_close(hand, gradients(seed.rnn_autodiff, x, a0, params, ca, cy), 1e-12)
 
 
 def test_nan_in_one_input_entry_matches_autodiff(x64):
     x, a0, params = random_problem(jax.random.PRNGKey(20), 3, 5, 2, 4, 6, jnp.float64)
     x = x.at[1, 2, 3].set(jnp.nan)
     ca, cy = weights(jax.random.PRNGKey(21), x, a0, params)
-    hand = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
-    auto = gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy)
-    a, _ = jaxrnn.rnn(x, a0, params)
+    hand = gradients(seed.rnn, x, a0, params, ca, cy)
+    auto = gradients(seed.rnn_autodiff, x, a0, params, ca, cy)
+    a, _ = seed.rnn(x, a0, params, layout="seed")
     assert bool(jnp.isnan(a[:, 2, 3:]).all()) and not bool(jnp.isnan(a[:, :2]).any())
     for got, want in zip(jax.tree_util.tree_leaves(hand), jax.tree_util.tree_leaves(auto)):
         np.testing.assert_array_equal(jnp.isnan(got), jnp.isnan(want))
@@ -186,7 +194,7 @@ def test_gradients_keep_dtype(device, dtype):
     x, a0, params = random_problem(jax.random.PRNGKey(22), dtype=dtype)
     ca, cy = weights(jax.random.PRNGKey(23), x, a0, params)
     for every in (None, 4):
-        grads = gradients(functools.partial(jaxrnn.rnn, checkpoint_every=every), x, a0, params, ca, cy)
+        grads = gradients(functools.partial(seed.rnn, checkpoint_every=every, layout="seed"), x, a0, params, ca, cy)
         for g, primal in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves((x, a0, params))):
             assert g.dtype == primal.dtype
 
@@ -194,7 +202,7 @@ def test_gradients_keep_dtype(device, dtype):
 def test_float64_gradients_keep_dtype(x64):
     x, a0, params = random_problem(jax.random.PRNGKey(22), dtype=jnp.float64)
     ca, cy = weights(jax.random.PRNGKey(23), x, a0, params)
-    grads = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+    grads = gradients(seed.rnn, x, a0, params, ca, cy)
     assert all(g.dtype == jnp.float64 for g in jax.tree_util.tree_leaves(grads))
 
 
@@ -210,10 +218,10 @@ def test_bfloat16_close_to_float32(device):
     low = jax.tree_util.tree_map(lambda v: v.astype(jnp.bfloat16), (x, a0, params, ca, cy))
     same_inputs = jax.tree_util.tree_map(lambda v: v.astype(jnp.float32), low)
     with jax.default_matmul_precision("float32"):
-        reference = gradients(jaxrnn.rnn, *same_inputs)
-        low_gradients = gradients(jaxrnn.rnn, *low)
-        outputs_ref = jaxrnn.rnn(*same_inputs[:3])
-        outputs_low = jaxrnn.rnn(*low[:3])
+        reference = gradients(seed.rnn, *same_inputs)
+        low_gradients = gradients(seed.rnn, *low)
+        outputs_ref = seed.rnn(*same_inputs[:3], layout="seed")
+        outputs_low = seed.rnn(*low[:3], layout="seed")
     assert all(bool(jnp.all(jnp.isfinite(g.astype(jnp.float32)))) for g in jax.tree_util.tree_leaves(low_gradients))
     assert_trees_close(outputs_low, outputs_ref, BFLOAT16_TOLERANCE, floor=1.0)
     assert_trees_close(low_gradients, reference, BFLOAT16_TOLERANCE, floor=1.0)
@@ -232,8 +240,8 @@ def test_bfloat16_checkpoint_segments_sum_in_float32(device):
     low = jax.tree_util.tree_map(lambda v: v.astype(jnp.bfloat16), (x, a0, params, ca, cy))
     same_inputs = jax.tree_util.tree_map(lambda v: v.astype(jnp.float32), low)
     with jax.default_matmul_precision("float32"):
-        reference = gradients(jaxrnn.rnn_autodiff, *same_inputs)
-        segmented = gradients(functools.partial(jaxrnn.rnn, checkpoint_every=8), *low)
+        reference = gradients(seed.rnn_autodiff, *same_inputs)
+        segmented = gradients(functools.partial(seed.rnn, checkpoint_every=8, layout="seed"), *low)
     assert_trees_close(segmented, reference, BFLOAT16_CHECKPOINT_TOLERANCE, floor=1.0)
 
 
@@ -242,9 +250,9 @@ def test_gradients_bitwise_reproducible_across_compilations(cpu_device):
     gradients: no order-dependent sums or thread races in the compiled step on CPU."""
     x, a0, params = random_problem(jax.random.PRNGKey(26), 8, 32, 6, 16, 40)
     ca, cy = weights(jax.random.PRNGKey(27), x, a0, params)
-    first = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+    first = gradients(seed.rnn, x, a0, params, ca, cy)
     jax.clear_caches()
-    second = gradients(jaxrnn.rnn, x, a0, params, ca, cy)
+    second = gradients(seed.rnn, x, a0, params, ca, cy)
     for u, v in zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second)):
         np.testing.assert_array_equal(u, v)
 
@@ -270,8 +278,8 @@ def test_bfloat16_matrix_products_accumulate_in_float32(checkpoint_every, head):
     def loss(x, a0, params):
         options = {"checkpoint_every": checkpoint_every, "seq_lengths": lengths, "reverse": True}
         if head == "softmax":
-            return loss_fn(functools.partial(jaxrnn.rnn, **options), x, a0, params, ca, cy)
-        losses, a = jaxrnn.rnn_cross_entropy(x, a0, params, labels, **options)
+            return loss_fn(functools.partial(seed.rnn, **options), x, a0, params, ca, cy)
+        losses, a = seed.rnn_cross_entropy(x, a0, params, labels, **options)
         return jnp.sum(losses.astype(jnp.float32)) + jnp.sum((ca * a).astype(jnp.float32))
 
     text = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(x, a0, params).as_text()
@@ -283,8 +291,8 @@ def test_checkpoint_segments_are_balanced(x64):
     T=10 runs three segments of 4 steps (2 padded), not ten of 1."""
     x, a0, params = random_problem(jax.random.PRNGKey(30), 3, 4, 2, 2, 5, jnp.float64)
     ca, cy = weights(jax.random.PRNGKey(31), x, a0, params)
-    forward = functools.partial(jaxrnn.rnn, checkpoint_every=1000)
+    forward = functools.partial(seed.rnn, checkpoint_every=1000, layout="seed")
     jaxpr = jax.make_jaxpr(jax.grad(functools.partial(loss_fn, forward, ca=ca, cy=cy)))(x, a0, params)
     assert "1000" not in str(jaxpr)
     hand = gradients(forward, x, a0, params, ca, cy)
-    assert_trees_close(hand, gradients(jaxrnn.rnn_autodiff, x, a0, params, ca, cy), 1e-12)
+    assert_trees_close(hand, gradients(seed.rnn_autodiff, x, a0, params, ca, cy), 1e-12)

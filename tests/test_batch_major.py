@@ -1,4 +1,5 @@
-"""The batch-major face equals the seed-layout functions with the axes moved, values and gradients."""
+"""The default, batch-major layout equals the seed-layout functions with the axes moved, values and
+gradients; any number of leading batch dimensions, as Flax takes them."""
 
 import functools
 
@@ -36,12 +37,12 @@ def batch_major(sequence):
 
 def rnn_oracle(x, a0, params, checkpoint_every=None):
     """`rnn_autodiff` in the seed layout, with the axes moved by hand."""
-    a, y = jaxrnn.rnn_autodiff(*seed_layout(x, a0), params)
+    a, y = jaxrnn.rnn_autodiff(*seed_layout(x, a0), params, layout="seed")
     return batch_major(a), batch_major(y)
 
 
 def cross_entropy_oracle(x, a0, params, labels):
-    losses, a = jaxrnn.rnn_cross_entropy_autodiff(*seed_layout(x, a0), params, labels)
+    losses, a = jaxrnn.rnn_cross_entropy_autodiff(*seed_layout(x, a0), params, labels, layout="seed")
     return losses, batch_major(a)
 
 
@@ -64,26 +65,24 @@ def cross_entropy_gradients(head, x, a0, params, labels, ca, loss_weights):
 
 
 @pytest.mark.parametrize("checkpoint_every", [None, 4])
-def test_rnn_batch_major_equals_seed_layout(device, checkpoint_every):
+def test_rnn_default_layout_equals_seed_layout(device, checkpoint_every):
     x, a0, params, _, (ca, cy, _) = batch_major_problem(0)
-    a, y = jax.jit(jaxrnn.rnn_batch_major, static_argnames="checkpoint_every")(
-        x, a0, params, checkpoint_every=checkpoint_every
-    )
+    a, y = jax.jit(jaxrnn.rnn, static_argnames="checkpoint_every")(x, a0, params, checkpoint_every=checkpoint_every)
     assert a.shape == (B, T, N_A) and y.shape == (B, T, N_Y)
     assert_trees_close((a, y), jax.jit(rnn_oracle)(x, a0, params), 1e-6)
     with jax.default_matmul_precision("float32"):
-        got = rnn_gradients(jaxrnn.rnn_batch_major, checkpoint_every, x, a0, params, ca, cy)
+        got = rnn_gradients(jaxrnn.rnn, checkpoint_every, x, a0, params, ca, cy)
         want = rnn_gradients(rnn_oracle, None, x, a0, params, ca, cy)
     assert_trees_close(got, want, TOLERANCE[jnp.float32])
 
 
-def test_cross_entropy_batch_major_equals_seed_layout(device):
+def test_cross_entropy_default_layout_equals_seed_layout(device):
     x, a0, params, labels, (ca, _, loss_weights) = batch_major_problem(1)
-    losses, a = jax.jit(jaxrnn.rnn_cross_entropy_batch_major)(x, a0, params, labels)
+    losses, a = jax.jit(jaxrnn.rnn_cross_entropy)(x, a0, params, labels)
     assert losses.shape == (B, T) and a.shape == (B, T, N_A)
     assert_trees_close((losses, a), jax.jit(cross_entropy_oracle)(x, a0, params, labels), 1e-6)
     with jax.default_matmul_precision("float32"):
-        got = cross_entropy_gradients(jaxrnn.rnn_cross_entropy_batch_major, x, a0, params, labels, ca, loss_weights)
+        got = cross_entropy_gradients(jaxrnn.rnn_cross_entropy, x, a0, params, labels, ca, loss_weights)
         want = cross_entropy_gradients(cross_entropy_oracle, x, a0, params, labels, ca, loss_weights)
     assert_trees_close(got, want, TOLERANCE[jnp.float32])
 
@@ -93,18 +92,18 @@ def test_vmap_over_single_examples_equals_the_batch(device):
     x, a0, params, labels, (ca, _, loss_weights) = batch_major_problem(2)
 
     def one_example(x, a0, labels):
-        losses, a = jaxrnn.rnn_cross_entropy_batch_major(x[None], a0[None], params, labels[None])
+        losses, a = jaxrnn.rnn_cross_entropy(x[None], a0[None], params, labels[None])
         return losses[0], a[0]
 
     assert_trees_close(
         jax.jit(jax.vmap(one_example))(x, a0, labels),
-        jax.jit(jaxrnn.rnn_cross_entropy_batch_major)(x, a0, params, labels),
+        jax.jit(jaxrnn.rnn_cross_entropy)(x, a0, params, labels),
         1e-6,
     )
 
     def parameter_gradient(params, x, a0, labels, ca, loss_weights):
         return cross_entropy_gradients(
-            jaxrnn.rnn_cross_entropy_batch_major, x[None], a0[None], params, labels[None], ca[None], loss_weights[None]
+            jaxrnn.rnn_cross_entropy, x[None], a0[None], params, labels[None], ca[None], loss_weights[None]
         )[2]
 
     with jax.default_matmul_precision("float32"):
@@ -123,7 +122,12 @@ def valid_inputs():
 
 
 BAD_INPUTS = [
-    ("x", np.zeros((T, N_X), np.float32), ValueError, r"x.shape=\(6, 3\) has rank 2; expected rank 3, \(B, T, n_x\)"),
+    (
+        "x",
+        np.zeros(N_X, np.float32),
+        ValueError,
+        r"x.shape=\(3,\) has rank 1; expected \(\*batch, T, n_x\), rank 2 or more",
+    ),
     (
         "x",
         np.zeros((B, T, 7), np.float32),
@@ -152,22 +156,73 @@ LABEL_ERRORS = [
 def test_bad_inputs_name_the_batch_major_function_and_layout(x64, name, value, error, message):
     x, a0, params, labels = valid_inputs()
     inputs = {"x": x, "a0": a0, name: value}
-    with pytest.raises(error, match=rf"^rnn_batch_major: {message}"):
-        jaxrnn.rnn_batch_major(inputs["x"], inputs["a0"], params)
-    with pytest.raises(error, match=rf"^rnn_cross_entropy_batch_major: {message}"):
-        jaxrnn.rnn_cross_entropy_batch_major(inputs["x"], inputs["a0"], params, labels)
+    with pytest.raises(error, match=rf"^rnn: {message}"):
+        jaxrnn.rnn(inputs["x"], inputs["a0"], params)
+    with pytest.raises(error, match=rf"^rnn_cross_entropy: {message}"):
+        jaxrnn.rnn_cross_entropy(inputs["x"], inputs["a0"], params, labels)
 
 
 @pytest.mark.parametrize(("labels", "error", "message"), LABEL_ERRORS)
 def test_bad_labels_name_the_batch_major_layout(labels, error, message):
     x, a0, params, _ = valid_inputs()
-    with pytest.raises(error, match=rf"^rnn_cross_entropy_batch_major: {message}"):
-        jax.jit(jaxrnn.rnn_cross_entropy_batch_major)(x, a0, params, labels)
+    with pytest.raises(error, match=rf"^rnn_cross_entropy: {message}"):
+        jax.jit(jaxrnn.rnn_cross_entropy)(x, a0, params, labels)
 
 
-def test_bad_parameters_and_checkpoint_every_name_the_batch_major_function():
+def test_bad_parameters_and_checkpoint_every_name_the_function():
     x, a0, params, _ = valid_inputs()
-    with pytest.raises(ValueError, match=r"^rnn_batch_major: checkpoint_every=0 must be None or a positive int"):
-        jaxrnn.rnn_batch_major(x, a0, params, checkpoint_every=0)
-    with pytest.raises(ValueError, match=r"^rnn_batch_major: parameters must have exactly the keys"):
-        jaxrnn.rnn_batch_major(x, a0, {k: v for k, v in params.items() if k != "by"})
+    with pytest.raises(ValueError, match=r"^rnn: checkpoint_every=0 must be None or a positive int"):
+        jaxrnn.rnn(x, a0, params, checkpoint_every=0)
+    with pytest.raises(ValueError, match=r"^rnn: parameters must have exactly the keys"):
+        jaxrnn.rnn(x, a0, {k: v for k, v in params.items() if k != "by"})
+
+
+def test_leading_batch_dimensions_equal_one_flat_batch(x64):
+    """`(*batch, T, n)` (and `(T, *batch, n)` time-major) runs as one batch of prod(*batch) examples:
+    states, lengths, labels and every result carry the same `*batch`, one sequence `(T, n)` included."""
+    rng = np.random.default_rng(3)
+    params = jaxrnn.init_parameters(jax.random.key(4), N_X, N_A, N_Y, jnp.float64, cell="lstm")
+    x = jnp.asarray(rng.standard_normal((2, 3, T, N_X)))
+    a0 = jaxrnn.LSTMState(*(jnp.asarray(rng.standard_normal((2, 3, N_A))) for _ in range(2)))
+    lengths = jnp.asarray(rng.integers(0, T + 1, (2, 3)))
+    labels = jnp.asarray(rng.integers(0, N_Y, (2, 3, T)))
+    flat = lambda v: jnp.reshape(v, (6, *v.shape[2:]))
+    options = {"cell": "lstm", "seq_lengths": lengths, "return_final_state": True}
+    flat_options = dict(options, seq_lengths=flat(lengths))
+    got = jaxrnn.rnn(x, a0, params, **options)
+    want = jaxrnn.rnn(flat(x), jax.tree_util.tree_map(flat, a0), params, **flat_options)
+    assert got[0].shape == (2, 3, T, N_A) and got[2].h.shape == (2, 3, N_A)
+    assert_trees_close(jax.tree_util.tree_map(flat, got), want, 0.0)
+    losses = jaxrnn.rnn_cross_entropy(x, a0, params, labels, **options)[0]
+    flat_losses = jaxrnn.rnn_cross_entropy(
+        flat(x), jax.tree_util.tree_map(flat, a0), params, flat(labels), **flat_options
+    )
+    assert_trees_close(flat(losses), flat_losses[0], 0.0)
+    time_major = jaxrnn.rnn(jnp.moveaxis(x, 2, 0), a0, params, layout="time_major", **options)
+    assert_trees_close(jnp.moveaxis(time_major[0], 0, 2), got[0], 0.0)
+    one = jaxrnn.rnn(x[1, 2], jax.tree_util.tree_map(lambda v: v[1, 2], a0), params, cell="lstm")
+    assert one[0].shape == (T, N_A)
+    np.testing.assert_allclose(one[0], jaxrnn.rnn(x, a0, params, cell="lstm")[0][1, 2], rtol=1e-14)
+    stack = jaxrnn.rnn_stack(x, None, [params], cell="lstm", return_final_state=True)
+    assert stack[0].shape == (2, 3, T, N_A) and stack[2][0].c.shape == (2, 3, N_A)
+    state, y_t = jaxrnn.rnn_step(x[:, :, 0], a0, params, cell="lstm")
+    assert state.h.shape == (2, 3, N_A) and y_t.shape == (2, 3, N_Y)
+    np.testing.assert_allclose(state.h, jaxrnn.rnn(x, a0, params, cell="lstm")[0][:, :, 0], rtol=1e-14)
+    tangents = jax.tree_util.tree_map(jnp.ones_like, (x, a0, params))
+    primals_out, tangents_out = jaxrnn.rnn_jvp((x, a0, params), tangents, **options)
+    assert tangents_out[0].shape == (2, 3, T, N_A) and tangents_out[2].c.shape == (2, 3, N_A)
+
+
+def test_batch_dimensions_that_do_not_match_say_so():
+    x = np.zeros((2, 3, T, N_X), np.float32)
+    params = jaxrnn.init_parameters(jax.random.key(0), N_X, N_A, N_Y)
+    with pytest.raises(ValueError, match=r"rnn: a0.shape=\(3, 2, 5\) does not have x's batch dimensions \(2, 3\)"):
+        jaxrnn.rnn(x, np.zeros((3, 2, N_A), np.float32), params)
+    with pytest.raises(ValueError, match=r"rnn: seq_lengths.shape=\(6,\) does not have x's batch dimensions"):
+        jaxrnn.rnn(x, None, params, seq_lengths=np.full(6, T))
+    with pytest.raises(
+        ValueError,
+        match=r"labels.shape=\(6, 6\) does not have x's batch dimensions \(2, 3\); "
+        r"expected \(2, 3, T\)",
+    ):
+        jaxrnn.rnn_cross_entropy(x, None, params, np.zeros((6, T), np.int32))

@@ -1,6 +1,10 @@
-"""`jaxrnn train` and `jaxrnn sample` end to end, and every kind of bad input they must refuse cleanly."""
+"""`jaxrnn train`, `jaxrnn eval` and `jaxrnn sample` end to end for every cell; signals, full disks, stale
+temporary files, and every kind of bad input they must refuse cleanly."""
 
 import collections
+import errno
+import io
+import json
 import os
 import signal
 import subprocess
@@ -9,8 +13,9 @@ import threading
 
 import numpy as np
 import pytest
-from _charlm_helpers import NAMES_TEXT, TINY
+from _charlm_helpers import NAMES_TEXT, TINY, start_jaxrnn
 
+from jaxrnn.charlm import checkpoint as checkpoint_module
 from jaxrnn.charlm.checkpoint import load_checkpoint
 from jaxrnn.charlm.config import TrainConfig
 from jaxrnn.charlm.data import split_lines
@@ -19,7 +24,6 @@ from jaxrnn.charlm.evaluate import heldout_nll
 from jaxrnn.cli import main
 
 DINOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "dinos.txt")
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in TINY.items()]
 
 
@@ -127,6 +131,96 @@ def test_a_corrupted_checkpoint_is_refused_and_kept(finished_run, names, capsys)
     assert main(["sample", "--checkpoint", str(path)]) == 2
     assert_one_line_error(capsys, "sample", "is not a readable jaxrnn checkpoint")
     assert snapshot(finished_run) == before
+
+
+def _rewrite(path, change):
+    """Applies `change(header, arrays)` to the checkpoint at `path`, as a hand edit or a damaged disk would."""
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(str(arrays.pop("header")))
+    change(header, arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.asarray(json.dumps(header)), **arrays)
+    open(path, "wb").write(buffer.getvalue())
+
+
+def _with_nan(name):
+    def change(header, arrays):
+        arrays[name] = arrays[name].copy()
+        arrays[name].flat[0] = np.nan
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda header, arrays: arrays.update(key=np.zeros(3, np.uint32)), "key has shape (3,) and dtype uint32"),
+        (
+            lambda header, arrays: arrays.update(key=arrays["key"].astype(np.int64)),
+            "key has shape (2,) and dtype int64",
+        ),
+        (_with_nan("params.Waa"), "params.Waa is not finite"),
+        (_with_nan("opt_state.1"), "opt_state.1 (the optimiser's [1][0].mu['Waa']) is not finite"),
+        (
+            lambda header, arrays: arrays.update({"opt_state.1": arrays["opt_state.1"].astype(np.float64)}),
+            "opt_state.1 (the optimiser's [1][0].mu['Waa']) has shape (16, 16) and dtype float64; --optimizer adamw "
+            "--clip global-norm keeps shape (16, 16) and dtype float32 there",
+        ),
+    ],
+    ids=["key-shape", "key-dtype", "nan-parameter", "nan-moment", "moment-dtype"],
+)
+def test_a_damaged_checkpoint_is_refused_by_every_command(finished_run, names, capsys, change, fragment):
+    path = finished_run / "checkpoint.npz"
+    _rewrite(path, change)
+    before = snapshot(finished_run)
+    capsys.readouterr()
+    assert train(names, finished_run, "--resume", "--steps", "6") == 2
+    assert_one_line_error(capsys, "train", f"{path} is not a readable jaxrnn checkpoint: ", fragment)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    assert_one_line_error(capsys, "eval", fragment)
+    assert main(["sample", "--checkpoint", str(path)]) == 2
+    assert_one_line_error(capsys, "sample", fragment)
+    assert snapshot(finished_run) == before
+
+
+def test_a_checkpoint_from_before_cells_continues_as_a_vanilla_run(finished_run, names, capsys):
+    path = finished_run / "checkpoint.npz"
+
+    def format_2(header, arrays):
+        header["format"] = "jaxrnn.charlm.checkpoint/2"
+        del header["config"]["cell"]
+
+    _rewrite(path, format_2)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(path)]) == 0
+    assert "vanilla model of step 3" in capsys.readouterr().out
+    assert main(["sample", "--checkpoint", str(path), "--num", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert train(names, finished_run, "--resume", "--steps", "4", "--cell", "gru") == 2
+    assert_one_line_error(capsys, "train", f"--cell gru differs from vanilla in {path}")
+    assert train(names, finished_run, "--resume", "--steps", "5", "--cell", "vanilla") == 0
+    resumed = load_checkpoint(str(path))
+    assert resumed.step == 5 and resumed.config["cell"] == "vanilla"
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "gru", "lstm"])
+def test_every_cell_trains_resumes_evaluates_and_samples(tmp_path, names, capsys, cell):
+    out = tmp_path / "run"
+    assert train(names, out, "--cell", cell, "--learn-initial-state", "--steps", "4", "--eval-every", "2") == 0
+    initial_state = "a0, c0" if cell == "lstm" else "a0"
+    assert f"model {cell} n_a=16 (learned {initial_state}), batch 4" in capsys.readouterr().out
+    assert train(names, out, "--resume", "--steps", "6") == 0
+    checkpoint = load_checkpoint(str(out / "checkpoint.npz"))
+    assert checkpoint.step == 6 and checkpoint.config["cell"] == cell
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.npz")]) == 0
+    figure = capsys.readouterr().out
+    assert figure.startswith(f"held-out set: {checkpoint.validation[-1, 1]:.4f} nats/char (")
+    assert figure.rstrip().endswith(f"{cell} model of step 6")
+    assert main(["sample", "--checkpoint", str(out / "best.npz"), "--num", "3", "--prime", "a"]) == 0
+    samples = capsys.readouterr().out.splitlines()
+    assert len(samples) == 3 and all(sample.startswith("a") for sample in samples)
 
 
 def test_resume_refuses_another_vocabulary_or_shape(tmp_path, finished_run, names, capsys):
@@ -240,42 +334,147 @@ def test_training_runs_without_the_cli_extra(tmp_path, names, capsys, monkeypatc
     assert sorted(os.listdir(tmp_path / "run")) == ["best.npz", "checkpoint.npz"]
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, names):
-    out = tmp_path / "run"
-    arguments = ["train", "--data", names, "--lines", *TINY_FLAGS]
-    arguments += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "1000000"]
-    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited
-    # "ignore": the child installs Python's own handler first, so it gets Ctrl-C as it would
-    # in a terminal (no preexec_fn: forking a multithreaded JAX process is unsafe).
-    launcher = (
-        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "from jaxrnn.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", launcher, *arguments],
-        cwd=REPOSITORY,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _stop_at_a_sample(arguments, signums, gap_s=0.0, sample="sample at step 25:"):
+    """Runs `jaxrnn ARGUMENTS`, sends `signums` (`gap_s` apart) once it prints `sample`; returns `(status, stderr)`."""
+    process = start_jaxrnn(arguments)
     watchdog = threading.Timer(120, process.kill)  # a child that never prints the line cannot hang the test
     watchdog.start()
     try:
         for line in process.stdout:
-            if line.startswith("sample at step 25:"):
+            if line.startswith(sample):
                 break
-        process.send_signal(signal.SIGINT)
+        for i, signum in enumerate(signums):
+            if i:
+                threading.Event().wait(gap_s)
+            process.send_signal(signum)
         _, err = process.communicate(timeout=60)
     finally:
         watchdog.cancel()
         process.kill()
-    assert process.returncode == 130, err
-    assert "interrupted at step" in err and "--resume" in err
+    return process.returncode, err
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted (SIGINT) at step "), (signal.SIGTERM, 143, "terminated (SIGTERM) at step ")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_saves_a_checkpoint_that_resume_continues(tmp_path, names, signum, status, said):
+    out = tmp_path / "run"
+    arguments = ["train", "--data", names, "--lines", *TINY_FLAGS]
+    arguments += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "1000000"]
+    returncode, err = _stop_at_a_sample(arguments, [signum])
+    assert returncode == status, err
     step = load_checkpoint(str(out / "checkpoint.npz")).step
     assert 25 <= step < 1_000_000
+    assert err.strip() == (
+        f"jaxrnn train: {said}{step}; saved {out / 'checkpoint.npz'}; continue with: jaxrnn train --out {out} --resume"
+    )
     assert train(names, out, "--resume", "--steps", str(step + 3)) == 0
     saved = load_checkpoint(str(out / "checkpoint.npz"))
     assert saved.step == step + 3 and np.all(np.isfinite(saved.losses))
+
+
+@pytest.mark.parametrize("gap_s", [0.05, 0.5])
+def test_a_second_ctrl_c_stops_cleanly_whenever_it_comes(tmp_path, names, gap_s):
+    """Inside the save, after it, or while the process exits: never a traceback or an ignored exception.
+
+    Python puts the default handlers back at the very end of its shutdown; a Ctrl-C then ends the
+    process by the signal itself, which a shell reports as 130 too.
+    """
+    out = tmp_path / "run"
+    arguments = ["train", "--data", names, "--lines", *TINY_FLAGS]
+    arguments += ["--out", str(out), "--steps", "1000000", "--sample-every", "25", "--checkpoint-every", "10"]
+    returncode, err = _stop_at_a_sample(arguments, [signal.SIGINT, signal.SIGINT], gap_s)
+    assert returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err and "Exception ignored" not in err and "KeyboardInterrupt" not in err, err
+    assert err and all(line.startswith("jaxrnn train: ") for line in err.splitlines()), err
+    step = load_checkpoint(str(out / "checkpoint.npz")).step  # whole, whichever step it holds
+    assert step >= 20
+    assert train(names, out, "--resume", "--steps", str(step + 2)) == 0  # clearing any write cut short
+
+
+_SECOND_SIGNAL = """
+import os, signal, sys, time
+from jaxrnn.charlm.signals import Progress, StopSignals
+with StopSignals(Progress(os.path.join("run", "checkpoint.npz"), step=7, saved_step=5)) as signals:
+    os.kill(os.getpid(), signal.SIGINT)
+    while not signals.requested:
+        time.sleep(0.01)
+    print("requested", signals.requested, flush=True)
+    os.kill(os.getpid(), signal.{second})
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("second", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_the_second_signal_exits_at_once_with_one_line(second, status):
+    done = subprocess.run(
+        [sys.executable, "-c", _SECOND_SIGNAL.format(second=second)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == status and done.stdout == "requested 1\n", done
+    run = os.path.join("run", "checkpoint.npz")
+    assert done.stderr == (
+        f"jaxrnn train: stopped at once by a second signal ({second}) at step 7; {run} keeps step 5 "
+        f"(continue with: jaxrnn train --out run --resume)\n"
+    )
+
+
+def _savez_failing_from(call):
+    """`np.savez` that writes part of the file, then fails as a full disk does, from its `call`-th call on."""
+    real, calls = np.savez, []
+
+    def savez(file, **arrays):
+        calls.append(None)
+        if len(calls) < call:
+            return real(file, **arrays)
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return savez
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(tmp_path, names, capsys, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(checkpoint_module.np, "savez", _savez_failing_from(1))
+    assert train(names, out, "--steps", "8", "--eval-every", "2", "--checkpoint-every", "4") == 2
+    checkpoint = out / "checkpoint.npz"
+    assert_one_line_error(
+        capsys,
+        "train",
+        f"cannot write {checkpoint}: No space left on device; stopped at step 2; no checkpoint was written to "
+        f"{checkpoint}",
+    )
+    assert os.listdir(out) == []  # no best.npz without a checkpoint.npz, no temporary file
+
+
+def test_a_full_disk_at_best_npz_leaves_a_checkpoint_that_resumes(tmp_path, names, capsys, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(checkpoint_module.np, "savez", _savez_failing_from(2))  # checkpoint.npz, then best.npz
+    assert train(names, out, "--steps", "8", "--eval-every", "2", "--checkpoint-every", "4") == 2
+    assert_one_line_error(
+        capsys,
+        "train",
+        f"cannot write {out / 'best.npz'}: No space left on device; stopped at step 2; {out / 'checkpoint.npz'} "
+        f"keeps step 2 (continue with: jaxrnn train --out {out} --resume)",
+    )
+    assert sorted(os.listdir(out)) == ["checkpoint.npz"]
+    monkeypatch.undo()
+    assert train(names, out, "--resume") == 0
+    assert load_checkpoint(str(out / "checkpoint.npz")).step == 8
+
+
+def test_stale_temporary_files_are_removed_at_start_and_said(finished_run, names, capsys):
+    stale, other = ".checkpoint.npz.k1ll3d9x.tmp", ".notes.k1ll3d9x.tmp"
+    for name in (stale, other):
+        (finished_run / name).write_bytes(b"PK\x03\x04 cut short by kill -9")
+    capsys.readouterr()
+    assert train(names, finished_run, "--resume", "--steps", "4") == 0
+    assert (
+        f"jaxrnn train: removed 1 temporary file(s) of a write cut short (kill -9?) from {finished_run}: {stale}"
+        in capsys.readouterr().out
+    )
+    assert sorted(os.listdir(finished_run)) == [other, "best.npz", "checkpoint.npz", "loss.png"]
 
 
 @pytest.mark.skipif(not os.path.exists(DINOS), reason="../shared/data/dinos.txt is not there")

@@ -1,5 +1,5 @@
-"""Training: the loss (padding, bucketing, carried and learned states), the optimiser, reproducibility,
-resume, Ctrl-C and divergence.
+"""Training: the loss (padding, bucketing, carried and learned states, every cell), the optimiser,
+reproducibility, resume, Ctrl-C and divergence.
 
 optax's Adam mixes Python floats with int32 counts; the train step allows that promotion
 around the optax update only, so these tests keep the suite's strict promotion everywhere else.
@@ -22,14 +22,9 @@ from jaxrnn.charlm.corpus import START
 from jaxrnn.charlm.data import Chunk, LineBatches
 from jaxrnn.charlm.dataset import prepare
 from jaxrnn.charlm.errors import CharLMError
-from jaxrnn.charlm.train import (
-    chunk_loss,
-    initial_state,
-    learning_rate_schedule,
-    make_optimizer,
-    make_train_step,
-    training_throughput,
-)
+from jaxrnn.charlm.model import initial_hidden, layer_parameters
+from jaxrnn.charlm.optimizer import learning_rate_schedule, make_optimizer
+from jaxrnn.charlm.train import chunk_loss, initial_parameters, initial_state, make_train_step, training_throughput
 
 V, N_A = 5, 4
 
@@ -49,7 +44,7 @@ def _reference_losses(params, a0, inputs, targets):
     """-log y_t[target] from the plain forward `rnn_autodiff` (seed layout, softmax probabilities), `(m, T)`."""
     layer = {name: value for name, value in params.items() if name != "a0"}
     x = jax.nn.one_hot(inputs, V, axis=0, dtype=params["Wax"].dtype)
-    _, y = jaxrnn.rnn_autodiff(x, a0.T, layer)  # (V, m, T)
+    _, y = jaxrnn.rnn_autodiff(x, a0.T, layer, layout="seed")  # (V, m, T)
     return -jnp.log(jnp.take_along_axis(y, targets[None], axis=0)[0])
 
 
@@ -110,11 +105,34 @@ def test_the_carried_state_continues_the_sequence_and_stops_the_gradient(x64):
     # The gradient: the carried state is a constant (truncated BPTT), not the full one.
     def truncated(p):
         x = jax.nn.one_hot(inputs[:, :4], V, axis=0)
-        a4 = jax.lax.stop_gradient(jaxrnn.rnn_autodiff(x, a0.T, p)[0][:, :, -1])
+        a4 = jax.lax.stop_gradient(jaxrnn.rnn_autodiff(x, a0.T, p, layout="seed")[0][:, :, -1])
         return jnp.mean(_reference_losses(p, a4.T, inputs[:, 4:], targets[:, 4:]))
 
     assert_trees_close(grads, jax.jit(jax.grad(truncated))(params), TOLERANCE[jnp.float64])
     assert np.max(np.abs(grads["Waa"] - full_bptt_grads["Waa"])) > 1e-3
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_carried_state_of_every_cell_continues_the_sequence(x64, cell):
+    """Two chunks with the state carried (an LSTM's pair (h, c)) are one forward pass over both."""
+    config = TrainConfig(hidden_size=N_A, cell=cell, learn_initial_state=True)
+    params = jax.tree_util.tree_map(jnp.float64, initial_parameters(config, V))
+    params = {**params, **{name: jnp.full(N_A, 0.3) for name in ("a0", "c0") if name in params}}
+    ids = jnp.asarray(np.random.default_rng(1).integers(0, V, (2, 9)), jnp.int32)
+    inputs, targets, full = ids[:, :-1], ids[:, 1:], jnp.full(2, 4, jnp.int32)
+    loss = jax.jit(lambda p, h, i, t, reset: chunk_loss(p, h, i, t, full, reset, 1.0, cell=cell))
+    unused = jax.tree_util.tree_map(jnp.zeros_like, initial_hidden(params, 2, cell))  # replaced by the reset
+    first, (carried, _) = loss(params, unused, inputs[:, :4], targets[:, :4], jnp.asarray(True))
+    assert isinstance(carried, jaxrnn.LSTMState) == (cell == "lstm")
+    second, _ = loss(params, carried, inputs[:, 4:], targets[:, 4:], jnp.asarray(False))
+
+    x = jax.nn.one_hot(inputs.T, V, dtype=jnp.float64)
+    start = initial_hidden(params, 2, cell)
+    losses, _ = jaxrnn.rnn_cross_entropy(x, start, layer_parameters(params), targets.T, layout="time_major", cell=cell)
+    np.testing.assert_allclose([first, second], [jnp.sum(losses[:4]), jnp.sum(losses[4:])], rtol=1e-12)
+    if cell == "lstm":  # dropping the cell state c would change the second chunk
+        h_only = jaxrnn.LSTMState(carried.h, jnp.zeros_like(carried.c))
+        assert abs(loss(params, h_only, inputs[:, 4:], targets[:, 4:], jnp.asarray(False))[0] - second) > 1e-6
 
 
 def test_a_reset_starts_from_the_learned_initial_state(x64):
@@ -178,16 +196,20 @@ def test_gradient_clipping(clip, expected_update):
     np.testing.assert_allclose(updates["w"], expected_update, rtol=1e-6)
 
 
-def test_adamw_decays_the_matrices_only():
+@pytest.mark.parametrize("cell", ["vanilla", "gru", "lstm"])
+def test_adamw_decays_the_matrices_only(cell):
     config = TrainConfig(learning_rate=0.1, weight_decay=0.5, clip="none", schedule="constant", warmup_steps=0)
     optimizer = make_optimizer(config)
-    params = {name: jnp.full((2, 2) if name[0] == "W" else (2,), 2.0) for name in ("Wax", "Waa", "Wya", "ba", "a0")}
+    params = initial_parameters(TrainConfig(hidden_size=3, cell=cell, learn_initial_state=True), vocabulary_size=4)
+    params = {name: jnp.full(value.shape, 2.0) for name, value in params.items()}
     zero = jax.tree_util.tree_map(jnp.zeros_like, params)
     with jax.numpy_dtype_promotion("standard"):
         updates, _ = optimizer.update(zero, optimizer.init(params), params)
     for name in ("Wax", "Waa", "Wya"):
         np.testing.assert_allclose(updates[name], -0.1 * 0.5 * 2.0)  # −lr · λ · w
-    for name in ("ba", "a0"):
+    unchanged = {"vanilla": {"ba", "by", "a0"}, "gru": {"ba", "bhn", "by", "a0"}, "lstm": {"ba", "by", "a0", "c0"}}
+    assert set(params) - {"Wax", "Waa", "Wya"} == unchanged[cell]
+    for name in unchanged[cell]:  # the biases (bhn included) and the initial state
         np.testing.assert_array_equal(updates[name], 0.0)
 
 
@@ -246,6 +268,27 @@ def test_resume_after_ctrl_c_ends_bitwise_equal_to_an_uninterrupted_run(tmp_path
         for a, b in zip(jax.tree_util.tree_leaves(whole[3:8]), jax.tree_util.tree_leaves(parts[3:8])):
             np.testing.assert_array_equal(a, b, strict=True)
         np.testing.assert_array_equal(whole.validation, parts.validation, strict=True)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_every_cell_resumes_bitwise_equal_to_an_uninterrupted_run(tmp_path, cell):
+    config = tiny_config(steps=9, cell=cell, learn_initial_state=True, checkpoint_every=100, eval_every=3)
+    uninterrupted = run(config, tmp_path / "whole")
+
+    def ctrl_c_at_step_5(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    stopped = run(config, tmp_path / "parts", on_step=ctrl_c_at_step_5)
+    assert stopped.interrupted and stopped.saved and stopped.state.step == 5
+    saved = load_checkpoint(str(tmp_path / "parts" / CHECKPOINT_NAME))
+    assert saved.config["cell"] == cell and isinstance(saved.hidden, jaxrnn.LSTMState) == (cell == "lstm")
+    assert any(np.any(part != 0) for part in jax.tree_util.tree_leaves(saved.hidden))  # mid-line: a state is carried
+    resumed = run(config, tmp_path / "parts", resume=True)
+    _assert_states_equal(resumed.state, uninterrupted.state)
+    np.testing.assert_array_equal(resumed.losses, uninterrupted.losses)
+    np.testing.assert_array_equal(resumed.validation, uninterrupted.validation)
+    assert np.mean(uninterrupted.losses[-3:]) < np.mean(uninterrupted.losses[:3])
 
 
 def test_every_step_trains(tmp_path):

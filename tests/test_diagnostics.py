@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, relative_error
+from helpers import TOLERANCE, relative_error, seed
 
 import jaxrnn
 from jaxrnn import gradients_through_time
@@ -49,7 +49,7 @@ def test_equals_jax_grad_of_offsets(x64, sizes):
 
     # The reference forward is the RNN: same outputs as rnn_autodiff.
     zero = jnp.zeros((T_x, n_a, m), jnp.float64)
-    for got, want in zip(jax.jit(offset_forward)(x, a0, params, zero), jax.jit(jaxrnn.rnn_autodiff)(x, a0, params)):
+    for got, want in zip(jax.jit(offset_forward)(x, a0, params, zero), jax.jit(seed.rnn_autodiff)(x, a0, params)):
         assert relative_error(got, want) <= TOLERANCE[jnp.float64]
 
     def loss(offsets):
@@ -69,7 +69,7 @@ def test_equals_jax_grad_of_offsets(x64, sizes):
 def test_equals_jax_grad_of_rnn_autodiff_restarted_at_a_t(x64, t):
     """dL/da_t is the gradient with respect to the start state of the rest of the sequence."""
     (x, a0, params), (ca, cy) = random_problem(1, 3, 5, 2, 4, 9, jnp.float64)
-    a, _ = jax.jit(jaxrnn.rnn_autodiff)(x, a0, params)
+    a, _ = jax.jit(seed.rnn_autodiff)(x, a0, params)
 
     def loss_from(a_t):
         # Steps t+1.. start from a_t; step t itself contributes ca_t·a_t + cy_t·softmax(Wya a_t + by).
@@ -78,7 +78,7 @@ def test_equals_jax_grad_of_rnn_autodiff_restarted_at_a_t(x64, t):
         )
         if t + 1 == x.shape[-1]:
             return here
-        a_rest, y_rest = jaxrnn.rnn_autodiff(x[:, :, t + 1 :], a_t, params)
+        a_rest, y_rest = seed.rnn_autodiff(x[:, :, t + 1 :], a_t, params, layout="seed")
         return here + jnp.sum(ca[:, :, t + 1 :] * a_rest) + jnp.sum(cy[:, :, t + 1 :] * y_rest)
 
     reference = jax.jit(jax.grad(loss_from))(a[:, :, t])

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import seed_numpy
-from helpers import random_problem
+from helpers import random_problem, seed
 
 import jaxrnn
 
@@ -54,15 +54,15 @@ def test_random_sizes_equal_seed(x64, sizes):
     x, a0, params = random_problem(jax.random.PRNGKey(sum(sizes)), *sizes, dtype=jnp.float64)
     numpy_params = {k: np.asarray(v) for k, v in params.items()}
     want_a, want_y, _ = seed_numpy.rnn_forward(np.asarray(x), np.asarray(a0), numpy_params)
-    for forward in (jaxrnn.rnn, jaxrnn.rnn_autodiff, lambda *a: jaxrnn.rnn_forward(*a)[:2]):
-        a, y = forward(x, a0, params)
+    for forward in (seed.rnn, seed.rnn_autodiff, lambda *a, layout: jaxrnn.rnn_forward(*a)[:2]):
+        a, y = forward(x, a0, params, layout="seed")
         np.testing.assert_allclose(a, want_a, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-14)
 
 
 def test_outputs_are_consistent(device):
     x, a0, params = random_problem(jax.random.PRNGKey(3))
-    a, y = jax.jit(jaxrnn.rnn)(x, a0, params)
+    a, y = jax.jit(seed.rnn)(x, a0, params)
     np.testing.assert_allclose(jnp.sum(y, axis=0), 1.0, rtol=1e-6)
     assert bool(jnp.all(jnp.abs(a) <= 1))
     # The last step of the sequence equals one cell step from the one before it.
@@ -74,8 +74,8 @@ def test_outputs_are_consistent(device):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_forward_keeps_dtype(device, dtype):
     x, a0, params = random_problem(jax.random.PRNGKey(4), dtype=dtype)
-    for forward in (jaxrnn.rnn, jaxrnn.rnn_autodiff):
-        a, y = forward(x, a0, params)
+    for forward in (seed.rnn, seed.rnn_autodiff):
+        a, y = forward(x, a0, params, layout="seed")
         assert a.dtype == y.dtype == dtype
     a_next, yt, _ = jaxrnn.rnn_cell_forward(x[:, :, 0], a0, params)
     assert a_next.dtype == yt.dtype == dtype
@@ -83,7 +83,7 @@ def test_forward_keeps_dtype(device, dtype):
 
 def test_forward_runs_twice_bitwise_equal(cpu_device):
     x, a0, params = random_problem(jax.random.PRNGKey(5), 8, 32, 6, 16, 50)
-    first = jax.jit(jaxrnn.rnn)(x, a0, params)
-    second = jax.jit(jaxrnn.rnn)(x, a0, params)
+    first = jax.jit(seed.rnn)(x, a0, params)
+    second = jax.jit(seed.rnn)(x, a0, params)
     for u, v in zip(first, second):
         np.testing.assert_array_equal(u, v)

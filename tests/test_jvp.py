@@ -9,9 +9,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close, random_problem
-
-import jaxrnn
+from helpers import TOLERANCE, assert_trees_close, random_problem, seed
 
 N_X, N_A, N_Y, M, T = 3, 5, 4, 4, 7
 LENGTHS = (7, 0, 3, 5)  # full, empty, and two in between
@@ -50,8 +48,8 @@ def jvp(primals, tangents, lengths, *, use_autodiff, options):
     """The hand JVP, or `jax.jvp` of `rnn_autodiff`, with traced `seq_lengths` (as under a user's jit)."""
     options = dict(options, seq_lengths=lengths)
     if use_autodiff:
-        return jax.jvp(functools.partial(jaxrnn.rnn_autodiff, **options), primals, tangents)
-    return jaxrnn.rnn_jvp(primals, tangents, **options)
+        return jax.jvp(functools.partial(seed.rnn_autodiff, **options), primals, tangents)
+    return seed.rnn_jvp(primals, tangents, **options)
 
 
 def run(primals, tangents, lengths=None, *, use_autodiff=False, **options):
@@ -127,9 +125,9 @@ def test_vmap_over_a_basis_is_jax_jacfwd_float64(x64):
     primals, _ = problem(jnp.float64)
     flat, unravel = jax.flatten_util.ravel_pytree(primals)
     options = {"seq_lengths": jnp.array(LENGTHS), "reverse": True, "return_final_state": True}
-    column = lambda direction: jaxrnn.rnn_jvp(primals, unravel(direction), **options)[1]
+    column = lambda direction: seed.rnn_jvp(primals, unravel(direction), **options)[1]
     hand = jax.jit(jax.vmap(column, out_axes=-1))(jnp.eye(flat.size))
-    autodiff = jax.jit(jax.jacfwd(lambda v: jaxrnn.rnn_autodiff(*unravel(v), **options)))(flat)
+    autodiff = jax.jit(jax.jacfwd(lambda v: seed.rnn_autodiff(*unravel(v), **options)))(flat)
     assert_trees_close(hand, autodiff, TOLERANCE[jnp.float64])
 
 
@@ -143,8 +141,8 @@ def test_vmap_over_a_batch_of_problems_float64(x64):
     def per_problem(jvp_fn):
         return jax.jit(jax.vmap(lambda x, a0, xd, ad: jvp_fn((x, a0, params), (xd, ad, params_dot))))
 
-    hand = per_problem(jaxrnn.rnn_jvp)(x, a0, x_dot, a0_dot)
-    autodiff = per_problem(functools.partial(jax.jvp, jaxrnn.rnn_autodiff))(x, a0, x_dot, a0_dot)
+    hand = per_problem(seed.rnn_jvp)(x, a0, x_dot, a0_dot)
+    autodiff = per_problem(functools.partial(jax.jvp, seed.rnn_autodiff))(x, a0, x_dot, a0_dot)
     assert_trees_close(hand, autodiff, TOLERANCE[jnp.float64])
 
 
@@ -242,19 +240,19 @@ BAD_TANGENTS = [
 def test_bad_tangents_raise_a_clear_error(change, error, message):
     primals, tangents = problem(jnp.float32)
     with pytest.raises(error, match="^rnn_jvp: " + message):
-        jaxrnn.rnn_jvp(primals, change(tangents))
+        seed.rnn_jvp(primals, change(tangents), layout="seed")
 
 
 def test_a_tangent_for_a0_none_and_bad_primals_raise():
     primals, tangents = problem(jnp.float32, a0_is_none=True)
     with pytest.raises(TypeError, match=r"tangents\[1\] \(the tangent of a0\) must be None, as a0 is None"):
-        jaxrnn.rnn_jvp(primals, _replace(tangents, 1, jnp.zeros((N_A, M))))
+        seed.rnn_jvp(primals, _replace(tangents, 1, jnp.zeros((N_A, M))), layout="seed")
     with pytest.raises(TypeError, match=r"^rnn_jvp: primals must be a tuple \(x, a0, parameters\); received dict"):
-        jaxrnn.rnn_jvp(dict(enumerate(primals)), tangents)
+        seed.rnn_jvp(dict(enumerate(primals)), tangents, layout="seed")
 
 
 def test_errors_fire_at_trace_time_under_jit():
     primals, tangents = problem(jnp.float32)
     bad = _with_parameter(tangents, "Waa", tangents[2]["Waa"][:, :-1])
     with pytest.raises(ValueError, match=r"tangents\[2\]\['Waa'\]\.shape=\(5, 4\) differs"):
-        jax.jit(jaxrnn.rnn_jvp)(primals, bad)
+        jax.jit(seed.rnn_jvp)(primals, bad)

@@ -9,9 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close, random_problem
-
-import jaxrnn
+from helpers import TOLERANCE, assert_trees_close, random_problem, seed
 
 N_X, N_A, N_Y, M, T = 3, 5, 4, 4, 7
 LENGTHS = (7, 0, 3, 5)  # full, empty, and two in between
@@ -39,10 +37,10 @@ def loss(head, gradient, options, x, a0, params, labels, weights):
     if gradient == "autodiff":
         options.pop("checkpoint_every", None)
     if head == "cross_entropy":
-        losses, a, final = jaxrnn.rnn_cross_entropy(x, a0, params, labels, ignore_index=IGNORED, **options)
+        losses, a, final = seed.rnn_cross_entropy(x, a0, params, labels, ignore_index=IGNORED, **options)
         head_term = jnp.sum(weights["head"] * losses)
     else:
-        a, y, final = jaxrnn.rnn(x, a0, params, **options)
+        a, y, final = seed.rnn(x, a0, params, **options)
         head_term = 0.0 if y is None else jnp.sum(weights["head"] * y)
     return jnp.sum(weights["a"] * a) + head_term + jnp.sum(weights["final"] * final)
 
@@ -174,13 +172,15 @@ def test_carry_is_frozen_and_padding_outputs_zero(x64, reverse):
     x, a0, params, _, _ = problem(jnp.float64, key=3)
     lengths = jnp.array(LENGTHS)
     garbage = x.at[:, :, 5:].set(1e3)  # padding that would move an unfrozen state
-    a, y, final = jaxrnn.rnn(garbage, a0, params, seq_lengths=lengths, reverse=reverse, return_final_state=True)
+    a, y, final = seed.rnn(
+        garbage, a0, params, seq_lengths=lengths, reverse=reverse, return_final_state=True, layout="seed"
+    )
     for i, length in enumerate(LENGTHS):
         if length == 0:
             np.testing.assert_array_equal(final[:, i], a0[:, i])
             continue
         xi = x[:, i : i + 1, :length]
-        ai, yi = jaxrnn.rnn(xi[:, :, ::-1] if reverse else xi, a0[:, i : i + 1], params)
+        ai, yi = seed.rnn(xi[:, :, ::-1] if reverse else xi, a0[:, i : i + 1], params, layout="seed")
         if reverse:
             ai, yi = ai[:, :, ::-1], yi[:, :, ::-1]
         if length <= 5:  # the garbage is all padding for this example
@@ -192,8 +192,8 @@ def test_carry_is_frozen_and_padding_outputs_zero(x64, reverse):
 
 def test_reverse_without_lengths_is_the_flipped_sequence(x64):
     x, a0, params, _, _ = problem(jnp.float64, key=4)
-    a, y, final = jaxrnn.rnn(x, a0, params, reverse=True, return_final_state=True)
-    a_flipped, y_flipped = jaxrnn.rnn(x[:, :, ::-1], a0, params)
+    a, y, final = seed.rnn(x, a0, params, reverse=True, return_final_state=True, layout="seed")
+    a_flipped, y_flipped = seed.rnn(x[:, :, ::-1], a0, params, layout="seed")
     np.testing.assert_allclose(a, a_flipped[:, :, ::-1], rtol=1e-13)
     np.testing.assert_allclose(y, y_flipped[:, :, ::-1], rtol=1e-13)
     np.testing.assert_allclose(final, a_flipped[:, :, -1], rtol=1e-13)
@@ -202,7 +202,7 @@ def test_reverse_without_lengths_is_the_flipped_sequence(x64):
 def test_relu_is_the_seed_with_relu(x64):
     """ReLU steps computed by hand on column vectors, step by step."""
     x, a0, params, _, _ = problem(jnp.float64, key=5)
-    a, _ = jaxrnn.rnn(x, a0, params, nonlinearity="relu")
+    a, _ = seed.rnn(x, a0, params, nonlinearity="relu", layout="seed")
     a_prev = np.asarray(a0)
     for t in range(T):
         a_prev = np.maximum(0, params["Waa"] @ a_prev + params["Wax"] @ x[:, :, t] + params["ba"])
@@ -215,27 +215,29 @@ def test_final_state_gradient_chains_two_calls(x64):
     x, a0, params, _, weights = problem(jnp.float64, key=6)
 
     def chained(x, a0, params):
-        a1, y1, f1 = jaxrnn.rnn(x[:, :, :3], a0, params, return_final_state=True)
-        a2, y2 = jaxrnn.rnn(x[:, :, 3:], f1, params)
+        a1, y1, f1 = seed.rnn(x[:, :, :3], a0, params, return_final_state=True, layout="seed")
+        a2, y2 = seed.rnn(x[:, :, 3:], f1, params, layout="seed")
         return jnp.concatenate([a1, a2], -1), jnp.concatenate([y1, y2], -1)
 
     def weighted(fn):
         return lambda *args: jnp.sum(weights["a"] * fn(*args)[0]) + jnp.sum(weights["head"] * fn(*args)[1])
 
     grad = lambda fn: jax.jit(jax.grad(weighted(fn), argnums=(0, 1, 2)))(x, a0, params)
-    assert_trees_close(grad(chained), grad(jaxrnn.rnn_autodiff), 1e-12)
+    assert_trees_close(grad(chained), grad(seed.rnn_autodiff), 1e-12)
 
 
 def test_out_of_range_lengths_raise_eagerly_and_poison_under_jit(x64):
     x, a0, params, _, weights = problem(jnp.float64, key=7)
     bad = jnp.array([7, 8, 3, -1])
     with pytest.raises(ValueError, match=r"rnn: seq_lengths\[1\]=8 is outside \[0, T_x=7\]"):
-        jaxrnn.rnn(x, a0, params, seq_lengths=bad)
+        seed.rnn(x, a0, params, seq_lengths=bad, layout="seed")
 
     @jax.jit
     def run(lengths):
-        a, y, final = jaxrnn.rnn(x, a0, params, seq_lengths=lengths, return_final_state=True)
-        grads = jax.grad(lambda p: jnp.sum(jaxrnn.rnn(x, a0, p, seq_lengths=lengths)[1] * weights["head"]))(params)
+        a, y, final = seed.rnn(x, a0, params, seq_lengths=lengths, return_final_state=True, layout="seed")
+        grads = jax.grad(
+            lambda p: jnp.sum(seed.rnn(x, a0, p, seq_lengths=lengths, layout="seed")[1] * weights["head"])
+        )(params)
         return a, y, final, grads
 
     a, y, final, grads = run(bad)
@@ -252,16 +254,16 @@ def test_out_of_range_lengths_raise_eagerly_and_poison_under_jit(x64):
 def test_layer_without_head_returns_none_for_y(x64):
     x, a0, params, _, _ = problem(jnp.float64, head=None, key=8)
     full = dict(params, Wya=jnp.ones((N_Y, N_A)), by=jnp.zeros((N_Y, 1)))
-    a, y = jaxrnn.rnn(x, a0, params)
+    a, y = seed.rnn(x, a0, params, layout="seed")
     assert y is None
-    np.testing.assert_array_equal(a, jaxrnn.rnn(x, a0, full)[0])
+    np.testing.assert_array_equal(a, seed.rnn(x, a0, full, layout="seed")[0])
 
 
 def test_a0_none_means_zeros(device):
     x, a0, params, _, _ = problem(jnp.float32, key=9)
     for layout, move in (("seed", lambda v: v), ("time_major", lambda v: jnp.transpose(v, (2, 1, 0)))):
-        got = jaxrnn.rnn(move(x), None, params, layout=layout)
-        want = jaxrnn.rnn(move(x), jnp.zeros_like(a0 if layout == "seed" else a0.T), params, layout=layout)
+        got = seed.rnn(move(x), None, params, layout=layout)
+        want = seed.rnn(move(x), jnp.zeros_like(a0 if layout == "seed" else a0.T), params, layout=layout)
         assert_trees_close(got, want, 0.0)
 
 
@@ -273,8 +275,15 @@ def test_checkpointing_with_lengths_keeps_fewer_residuals(x64):
     grad = lambda every: jax.jit(
         jax.grad(
             lambda x, p: jnp.sum(
-                jaxrnn.rnn_cross_entropy(
-                    x, a0, p, jnp.zeros((8, 256), jnp.int32), seq_lengths=lengths, reverse=True, checkpoint_every=every
+                seed.rnn_cross_entropy(
+                    x,
+                    a0,
+                    p,
+                    jnp.zeros((8, 256), jnp.int32),
+                    seq_lengths=lengths,
+                    reverse=True,
+                    checkpoint_every=every,
+                    layout="seed",
                 )[0]
             ),
             argnums=(0, 1),

@@ -27,7 +27,7 @@ def load_example(name):
 
 def autodiff_loss(params, x, labels, a0):
     """The mean cross-entropy through `rnn_cross_entropy_autodiff`, batch-major arrays in."""
-    losses, _ = jaxrnn.rnn_cross_entropy_autodiff(jnp.transpose(x, (2, 0, 1)), a0.T, params, labels)
+    losses, _ = jaxrnn.rnn_cross_entropy_autodiff(jnp.transpose(x, (2, 0, 1)), a0.T, params, labels, layout="seed")
     return jnp.mean(losses)
 
 
@@ -67,7 +67,7 @@ def predicted_log_likelihood(model, x, labels):
 def autodiff_log_likelihood(params, x, labels):
     """The same through `rnn_autodiff` in the seed layout."""
     a0 = jnp.zeros((params["Waa"].shape[0], x.shape[0]), x.dtype)
-    _, y = jaxrnn.rnn_autodiff(jnp.transpose(x, (2, 0, 1)), a0, params)
+    _, y = jaxrnn.rnn_autodiff(jnp.transpose(x, (2, 0, 1)), a0, params, layout="seed")
     targets = jax.nn.one_hot(labels, y.shape[0], dtype=y.dtype)  # (B, T, n_y)
     return jnp.sum(jnp.log(y) * jnp.transpose(targets, (2, 0, 1)))
 

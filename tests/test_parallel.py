@@ -1,4 +1,5 @@
-"""Data parallel training: 8 simulated CPU devices, and two processes joined by jax.distributed.
+"""Data parallel training: 8 simulated CPU devices, and two processes joined by jax.distributed:
+agreement at start, Ctrl-C and SIGTERM on one process, a process killed.
 
 Each test starts fresh Python processes (XLA's device count is fixed at start-up) and bounds
 every wait with a timeout, so a hang fails the test instead of stalling the suite.
@@ -11,11 +12,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _charlm_helpers import NAMES_TEXT
+from _charlm_helpers import LAUNCHER, NAMES_TEXT
 from helpers import TOLERANCE, assert_trees_close, relative_error
 
 from jaxrnn.charlm.checkpoint import load_checkpoint
@@ -81,14 +83,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-# A shell starts background jobs with SIGINT ignored, and Python keeps an inherited "ignore": the
-# processes install Python's own handler first, so they get Ctrl-C as they would in a terminal.
-LAUNCHER = (
-    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from jaxrnn.cli import main; sys.exit(main(sys.argv[1:]))"
-)
 
 
 def start_processes(tmp_path, flags_of):
@@ -166,21 +160,64 @@ def test_a_process_with_other_or_no_data_stops_every_process_with_a_clear_error(
     else:
         assert "jaxrnn train: process 1 could not start (see its message)" in outputs[0], outputs
         assert f"jaxrnn train: --data {tmp_path / '1' / 'names.txt'}: no such file" in outputs[1], outputs
-    assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
+    assert not os.path.exists(tmp_path / "run")  # not even an empty --out
 
 
-def test_ctrl_c_on_one_process_stops_every_process_after_the_same_step(tmp_path):
-    flags = [*names_flags(tmp_path), "--steps", "1000000", "--checkpoint-every", "1000000"]
-    flags += ["--sample-every", "5", "--sample-length", "4"]
-    processes = start_processes(tmp_path, lambda i: [*flags, "--out", str(tmp_path / "run")])
+def endless_flags(tmp_path):
+    flags = [*names_flags(tmp_path), "--steps", "1000000", "--checkpoint-every", "5"]
+    return [*flags, "--sample-every", "5", "--sample-length", "4", "--out", str(tmp_path / "run")]
 
-    def interrupt_process_1_at_step_5(processes):
+
+def at_step_10(action):
+    """`before` for `finish`: waits for process 0's sample at step 10, then `action(processes)`."""
+
+    def before(processes):
         for line in processes[0].stdout:
-            if line.startswith("sample at step 5:"):
+            if line.startswith("sample at step 10:"):
                 break
-        processes[1].send_signal(signal.SIGINT)
+        action(processes)
 
-    outputs = finish(processes, before=interrupt_process_1_at_step_5)
-    assert [p.returncode for p in processes] == [130, 130], outputs
-    assert "interrupted at step" in outputs[0] and "--resume" in outputs[0], outputs
-    assert 5 <= load_checkpoint(str(tmp_path / "run" / "checkpoint.npz")).step < 1_000_000
+    return before
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted (SIGINT) at step"), (signal.SIGTERM, 143, "terminated (SIGTERM) at step")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_path, signum, status, said):
+    """SIGINT travels with the next step's stop code; SIGTERM through JAX's preemption sync point."""
+    processes = start_processes(tmp_path, lambda i: endless_flags(tmp_path))
+    outputs = finish(processes, before=at_step_10(lambda processes: processes[1].send_signal(signum)))
+    assert [p.returncode for p in processes] == [status, status], outputs
+    assert said in outputs[0] and "; saved " in outputs[0] and "--resume" in outputs[0], outputs
+    step = load_checkpoint(str(tmp_path / "run" / "checkpoint.npz")).step
+    assert 10 <= step < 1_000_000 and f"{said} {step};" in outputs[0], outputs
+
+
+@pytest.mark.parametrize("victim", [1, 0], ids=["worker", "coordinator"])
+def test_a_killed_process_ends_the_others_at_once_with_one_line_and_the_run_resumes(tmp_path, victim):
+    processes = start_processes(tmp_path, lambda i: endless_flags(tmp_path))
+    killed = []
+
+    def kill(processes):
+        processes[victim].kill()  # SIGKILL: no goodbye
+        killed.append(time.monotonic())
+
+    outputs = finish(processes, before=at_step_10(kill))
+    survivor = processes[1 - victim]
+    seconds = time.monotonic() - killed[0]  # an upper bound: finish() waited for both, in turn
+    assert processes[victim].returncode == -signal.SIGKILL
+    assert survivor.returncode == 2, outputs
+    assert seconds < 10, seconds  # JAX alone: 100 s (its heartbeat timeout), then a C++ abort
+    errors = [line for line in outputs[1 - victim].splitlines() if line.startswith("jaxrnn train: lost")]
+    assert len(errors) == 1, outputs
+    assert errors[0].startswith(f"jaxrnn train: lost process {victim} (it stopped without a word: killed or crashed?)")
+    assert "Traceback" not in outputs[1 - victim] and "Check failure" not in outputs[1 - victim], outputs
+
+    out = tmp_path / "run"
+    saved = load_checkpoint(str(out / "checkpoint.npz")).step
+    assert saved >= 5
+    assert main(["train", *names_flags(tmp_path), "--out", str(out), "--resume", "--steps", str(saved + 2)]) == 0
+    assert load_checkpoint(str(out / "checkpoint.npz")).step == saved + 2
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]

@@ -31,7 +31,7 @@ def test_same_key_same_parameters_and_the_layer_accepts_them():
     second = jaxrnn.init_parameters(jax.random.PRNGKey(1), 3, 4, 2)
     for k in first:
         np.testing.assert_array_equal(first[k], second[k])
-    a, y = jaxrnn.rnn(jnp.ones((3, 2, 5)), jnp.zeros((4, 2)), first)
+    a, y = jaxrnn.rnn(jnp.ones((3, 2, 5)), jnp.zeros((4, 2)), first, layout="seed")
     assert a.shape == (4, 2, 5) and y.shape == (2, 2, 5)
 
 

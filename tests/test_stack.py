@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import jax.test_util
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close
+from helpers import TOLERANCE, assert_trees_close, seed
 
 import jaxrnn
 
@@ -48,7 +48,7 @@ def stack_gradients(x, a0, layers, lengths, gradient, checkpoint_every=None):
         options = {"seq_lengths": lengths, "gradient": gradient, "return_final_state": True}
         if gradient == "hand":
             options["checkpoint_every"] = checkpoint_every
-        return weighted(jaxrnn.rnn_stack(x, a0, layers, **options))
+        return weighted(seed.rnn_stack(x, a0, layers, **options))
 
     return jax.value_and_grad(loss, argnums=(0, 1, 2))(x, a0, layers)
 
@@ -83,13 +83,13 @@ def test_stack_equals_autodiff_float32(device):
 def test_bidirectional_layers_are_rnn_calls_composed(x64):
     """Layer by layer: forward and reverse `rnn` calls, concatenated on the features, chained."""
     x, a0, layers = stack_problem(2, True, key=2)
-    a, y, finals = jaxrnn.rnn_stack(x, a0, layers, seq_lengths=LENGTHS, return_final_state=True)
+    a, y, finals = seed.rnn_stack(x, a0, layers, seq_lengths=LENGTHS, return_final_state=True, layout="seed")
     assert y is None
     inputs = x
     for (forward, backward), (a0_forward, a0_backward), final in zip(layers, a0, finals):
         options = {"seq_lengths": LENGTHS, "return_final_state": True}
-        a_f, _, final_f = jaxrnn.rnn(inputs, a0_forward, forward, **options)
-        a_r, _, final_r = jaxrnn.rnn(inputs, a0_backward, backward, reverse=True, **options)
+        a_f, _, final_f = seed.rnn(inputs, a0_forward, forward, **options)
+        a_r, _, final_r = seed.rnn(inputs, a0_backward, backward, reverse=True, **options)
         inputs = jnp.concatenate([a_f, a_r], axis=0)
         np.testing.assert_allclose(final[0], final_f, rtol=1e-14)
         np.testing.assert_allclose(final[1], final_r, rtol=1e-14)
@@ -102,30 +102,31 @@ def test_one_layer_stack_is_rnn(x64):
     for layout in ("seed", "time_major"):
         move = (lambda v: v) if layout == "seed" else (lambda v: jnp.transpose(v, (2, 1, 0)))
         state = (lambda v: v) if layout == "seed" else (lambda v: v.T)
-        got = jaxrnn.rnn_stack(move(x), [state(a0[0])], layers, layout=layout, return_final_state=True)
-        want = jaxrnn.rnn(move(x), state(a0[0]), layers[0], layout=layout, return_final_state=True)
+        got = seed.rnn_stack(move(x), [state(a0[0])], layers, layout=layout, return_final_state=True)
+        want = seed.rnn(move(x), state(a0[0]), layers[0], layout=layout, return_final_state=True)
         assert_trees_close((got[0], got[1], got[2][0]), want, 0.0)
 
 
 def test_dropout_between_layers(x64):
     x, a0, layers = stack_problem(3, False, key=4)
-    plain = jaxrnn.rnn_stack(x, a0, layers)[0]
+    plain = seed.rnn_stack(x, a0, layers, layout="seed")[0]
     with pytest.raises(ValueError, match=r"rnn_stack: dropout=0.5 needs a PRNG key"):
-        jaxrnn.rnn_stack(x, a0, layers, dropout=0.5)
+        seed.rnn_stack(x, a0, layers, dropout=0.5, layout="seed")
     key = jax.random.PRNGKey(5)
-    dropped = jaxrnn.rnn_stack(x, a0, layers, dropout=0.5, key=key)[0]
-    again = jaxrnn.rnn_stack(x, a0, layers, dropout=0.5, key=key)[0]
-    other = jaxrnn.rnn_stack(x, a0, layers, dropout=0.5, key=jax.random.PRNGKey(6))[0]
+    dropped = seed.rnn_stack(x, a0, layers, dropout=0.5, key=key, layout="seed")[0]
+    again = seed.rnn_stack(x, a0, layers, dropout=0.5, key=key, layout="seed")[0]
+    other = seed.rnn_stack(x, a0, layers, dropout=0.5, key=jax.random.PRNGKey(6), layout="seed")[0]
     np.testing.assert_array_equal(dropped, again)  # the key decides the masks
     assert not np.allclose(dropped, plain) and not np.allclose(dropped, other)
     # The bottom layer reads the input undropped: a one-layer stack ignores dropout.
     one = [layers[0]]
     np.testing.assert_array_equal(
-        jaxrnn.rnn_stack(x, a0[:1], one, dropout=0.5, key=key)[0], jaxrnn.rnn_stack(x, a0[:1], one)[0]
+        seed.rnn_stack(x, a0[:1], one, dropout=0.5, key=key, layout="seed")[0],
+        seed.rnn_stack(x, a0[:1], one, layout="seed")[0],
     )
 
     def loss(layers, gradient):
-        return weighted(jaxrnn.rnn_stack(x, a0, layers, dropout=0.5, key=key, gradient=gradient))
+        return weighted(seed.rnn_stack(x, a0, layers, dropout=0.5, key=key, gradient=gradient, layout="seed"))
 
     assert_trees_close(jax.grad(loss)(layers, "hand"), jax.grad(loss)(layers, "autodiff"), TOLERANCE[jnp.float64])
     # Both paths share the dropout code, so also an oracle that shares none: central differences
@@ -139,7 +140,7 @@ def test_dropout_keeps_the_expected_fraction_and_scale():
     x = jax.random.normal(jax.random.PRNGKey(8), (2, 256, 3))
     # The second layer shows its input: relu(I · dropout(h) + 0), with no recurrence.
     shown = dict(layers[1], Waa=jnp.zeros((64, 64)), Wax=jnp.eye(64), ba=jnp.zeros((64, 1)))
-    run = lambda **options: jaxrnn.rnn_stack(x, None, [layers[0], shown], nonlinearity="relu", **options)[0]
+    run = lambda **options: seed.rnn_stack(x, None, [layers[0], shown], nonlinearity="relu", **options)[0]
     plain, dropped = run(), run(dropout=0.25, key=jax.random.PRNGKey(9))
     positive = plain > 1e-3
     kept = dropped[positive] != 0
@@ -153,10 +154,10 @@ def test_step_by_step_equals_the_whole_sequence(x64, layout):
     x, a0, layers = stack_problem(2, False, head=True, key=10)
     move = (lambda v: v) if layout == "seed" else (lambda v: jnp.transpose(v, (1, 2, 0)))
     state = (lambda v: v) if layout == "seed" else (lambda v: v.T)
-    a, y, finals = jaxrnn.rnn_stack(move(x), [state(s) for s in a0], layers, layout=layout, return_final_state=True)
+    a, y, finals = seed.rnn_stack(move(x), [state(s) for s in a0], layers, layout=layout, return_final_state=True)
 
     def step(states, x_t):
-        states, y_t = jaxrnn.rnn_step(x_t, states, layers, layout=layout)
+        states, y_t = seed.rnn_step(x_t, states, layers, layout=layout)
         return states, y_t
 
     steps = jnp.moveaxis(x, 2, 0) if layout == "seed" else jnp.transpose(x, (2, 1, 0))
@@ -169,7 +170,7 @@ def test_step_by_step_equals_the_whole_sequence(x64, layout):
 
 def test_step_of_one_layer_is_the_seed_cell(x64):
     x, a0, layers = stack_problem(1, False, head=True, key=11)
-    a_next, y_t = jaxrnn.rnn_step(x[:, :, 0], a0[0], layers[0], nonlinearity="tanh")
+    a_next, y_t = seed.rnn_step(x[:, :, 0], a0[0], layers[0], nonlinearity="tanh", layout="seed")
     a_seed, y_seed, _ = jaxrnn.rnn_cell_forward(x[:, :, 0], a0[0], layers[0])
     np.testing.assert_allclose(a_next, a_seed, rtol=1e-14)
     np.testing.assert_allclose(y_t, y_seed, rtol=1e-14)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_problem
+from helpers import random_problem, seed
 
 import jaxrnn
 
@@ -70,20 +70,33 @@ SEQUENCE_CASES = [
 @pytest.mark.parametrize("case", range(len(SEQUENCE_CASES)))
 def test_sequence_functions_reject_bad_input(fn_name, case):
     x_in, a0_in, params_in, error, message = SEQUENCE_CASES[case]
-    fn = getattr(jaxrnn, fn_name)
+    fn = jaxrnn.rnn_forward if fn_name == "rnn_forward" else getattr(seed, fn_name)
     with pytest.raises(error, match="^" + re.escape(f"{fn_name}: ") + ".*" + re.escape(message)):
         fn(x_in, a0_in, params_in)
+
+
+def test_an_input_in_another_layout_names_the_layout_that_fits():
+    """A seed-layout `x (n_x, m, T)` passed to the default (batch-major) layout: the error says which
+    layout the array would fit; a PyTorch-shaped stacked `h_0` points to `from_torch_hidden`."""
+    with pytest.raises(ValueError, match=re.escape("x would fit layout='seed' (n_x, m, T_x)")):
+        jaxrnn.rnn(x, None, params)
+    scrambled = jnp.transpose(x, (2, 0, 1))  # (T, n_x, m): fits no layout, so no hint
+    with pytest.raises(ValueError, match=r"expected \(n_a, n_x\) = \(5, 10\)$"):
+        jaxrnn.rnn(scrambled, None, params)
+    stack = jaxrnn.init_stack(jax.random.key(0), 3, 5, num_layers=2)
+    with pytest.raises(TypeError, match=re.escape("converts with jaxrnn.from_torch_hidden")):
+        jaxrnn.rnn_stack(jnp.transpose(x, (1, 2, 0)), jnp.zeros((2, 10, 5)), stack)
 
 
 @pytest.mark.parametrize("case", [0, 5, 9, 10])
 def test_errors_fire_under_jit_and_vmap(case):
     x_in, a0_in, params_in, error, message = SEQUENCE_CASES[case]
     with pytest.raises(error, match=re.escape(message)):
-        jax.jit(jaxrnn.rnn)(x_in, a0_in, params_in)
+        jax.jit(seed.rnn)(x_in, a0_in, params_in)
     # Under vmap the check sees the per-example shapes.
     batch = lambda v: jnp.stack([v, v])
     with pytest.raises(error, match=re.escape(message)):
-        jax.vmap(jaxrnn.rnn, in_axes=(0, 0, None))(batch(x_in), batch(a0_in), params_in)
+        jax.vmap(seed.rnn, in_axes=(0, 0, None))(batch(x_in), batch(a0_in), params_in)
 
 
 def test_checkpoint_every_must_be_a_positive_int():
@@ -91,11 +104,11 @@ def test_checkpoint_every_must_be_a_positive_int():
         with pytest.raises(
             ValueError, match=re.escape(f"rnn: checkpoint_every={bad!r} must be None or a positive int")
         ):
-            jaxrnn.rnn(x, a0, params, checkpoint_every=bad)
+            seed.rnn(x, a0, params, checkpoint_every=bad, layout="seed")
     for bad, kind in ((2.5, "float"), (True, "bool"), ("4", "str")):
         message = f"rnn: checkpoint_every={bad!r} must be None or a positive int; received {kind}"
         with pytest.raises(TypeError, match=re.escape(message)):
-            jaxrnn.rnn(x, a0, params, checkpoint_every=bad)
+            seed.rnn(x, a0, params, checkpoint_every=bad, layout="seed")
 
 
 def test_cell_forward_rejects_bad_input():
@@ -139,10 +152,10 @@ def test_backward_rejects_mismatched_gradients_and_caches():
 def test_good_input_in_other_containers_is_accepted():
     """numpy arrays and any Mapping work; the result equals the dict-of-jax-arrays call."""
     as_numpy = {k: np.asarray(v) for k, v in params.items()}
-    expected = jaxrnn.rnn(x, a0, params)
+    expected = seed.rnn(x, a0, params, layout="seed")
     for got in (
-        jaxrnn.rnn(np.asarray(x), np.asarray(a0), as_numpy),
-        jaxrnn.rnn(x, a0, dict(reversed(list(params.items())))),
+        seed.rnn(np.asarray(x), np.asarray(a0), as_numpy, layout="seed"),
+        seed.rnn(x, a0, dict(reversed(list(params.items()))), layout="seed"),
     ):
         for u, v in zip(got, expected):
             np.testing.assert_array_equal(u, v)
@@ -176,28 +189,28 @@ OPTION_ERRORS = [
 def test_bad_options_name_the_option(case):
     options, error, message = OPTION_ERRORS[case]
     with pytest.raises(error, match="^" + re.escape(message)):
-        jaxrnn.rnn(x, a0, params, **options)
+        seed.rnn(x, a0, params, **options)
 
 
 def test_traced_static_options_say_how_to_pass_them():
     for name, value in (("checkpoint_every", 4), ("reverse", True)):
         with pytest.raises(TypeError, match=rf"rnn: {name} .*static_argnames=\('{name}',\)"):
-            jax.jit(lambda v, name=name: jaxrnn.rnn(x, a0, params, **{name: v}))(value)
+            jax.jit(lambda v, name=name: seed.rnn(x, a0, params, **{name: v}))(value)
     # Passed statically, both work under jit.
-    every = jax.jit(lambda x: jaxrnn.rnn(x, a0, params, checkpoint_every=4))(x)
-    np.testing.assert_allclose(every[0], jaxrnn.rnn(x, a0, params)[0], rtol=1e-6)
+    every = jax.jit(lambda x: seed.rnn(x, a0, params, checkpoint_every=4, layout="seed"))(x)
+    np.testing.assert_allclose(every[0], seed.rnn(x, a0, params, layout="seed")[0], rtol=1e-6)
 
 
 def test_labels_and_ignore_index_errors_name_the_head():
     labels = jnp.zeros((10, 7), jnp.int32)
     with pytest.raises(TypeError, match=r"^rnn_cross_entropy: ignore_index must be None or a static Python int"):
-        jaxrnn.rnn_cross_entropy(x, a0, params, labels, ignore_index=jnp.int32(-100))
+        seed.rnn_cross_entropy(x, a0, params, labels, ignore_index=jnp.int32(-100), layout="seed")
     with pytest.raises(ValueError, match=r"^rnn_cross_entropy: parameters must have exactly the keys"):
-        jaxrnn.rnn_cross_entropy(x, a0, {k: params[k] for k in ("Wax", "Waa", "ba")}, labels)
+        seed.rnn_cross_entropy(x, a0, {k: params[k] for k in ("Wax", "Waa", "ba")}, labels, layout="seed")
     with pytest.raises(
         ValueError, match=re.escape("labels.shape=(10, 7) does not fit B=10 and T=7 from x; expected (7, 10)")
     ):
-        jaxrnn.rnn_cross_entropy(jnp.transpose(x, (2, 1, 0)), a0.T, params, labels, layout="time_major")
+        seed.rnn_cross_entropy(jnp.transpose(x, (2, 1, 0)), a0.T, params, labels, layout="time_major")
 
 
 def test_layouts_name_their_axes():
@@ -208,9 +221,9 @@ def test_layouts_name_their_axes():
             "rnn: a0.shape=(5, 10) does not fit n_a=5 from parameters['Waa'] and B=10 from x; expected (10, 5)"
         ),
     ):
-        jaxrnn.rnn(time_major, a0, params, layout="time_major")
+        seed.rnn(time_major, a0, params, layout="time_major")
     with pytest.raises(ValueError, match=re.escape("x.shape=(7, 10, 3) (T, B, n_x); expected (n_a, n_x) = (5, 3)")):
-        jaxrnn.rnn(time_major, a0.T, dict(params, Wax=jnp.zeros((5, 4))), layout="time_major")
+        seed.rnn(time_major, a0.T, dict(params, Wax=jnp.zeros((5, 4))), layout="time_major")
 
 
 # Stacks: every layer and direction is named.
@@ -271,12 +284,12 @@ STACK_ERRORS = [
 def test_stack_errors_name_the_layer_and_key(case):
     layers, initial, error, message = STACK_ERRORS[case]
     with pytest.raises(error, match="^" + re.escape(message)):
-        jax.jit(lambda x, initial: jaxrnn.rnn_stack(x, initial, layers))(x, initial)
+        jax.jit(lambda x, initial: seed.rnn_stack(x, initial, layers, layout="seed"))(x, initial)
 
 
 def test_step_rejects_bidirectional_layers_and_bad_states():
     with pytest.raises(TypeError, match=r"^rnn_step: layers\[0\] is a pair of directions"):
-        jaxrnn.rnn_step(x[:, :, 0], [a0], LAYERS[:1])
+        seed.rnn_step(x[:, :, 0], [a0], LAYERS[:1], layout="seed")
     one = {k: params[k] for k in ("Wax", "Waa", "ba")}
     with pytest.raises(ValueError, match=re.escape("rnn_step: a_prev[0].shape=(4, 10) does not fit n_a=5")):
-        jaxrnn.rnn_step(x[:, :, 0], jnp.zeros((4, 10)), one)
+        seed.rnn_step(x[:, :, 0], jnp.zeros((4, 10)), one, layout="seed")

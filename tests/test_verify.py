@@ -26,11 +26,11 @@ def test_verify_command_passes(capsys):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=())
 def _slightly_wrong_rnn(x, a0, params):
-    return jaxrnn.rnn_autodiff(x, a0, params)
+    return jaxrnn.rnn_autodiff(x, a0, params, layout="seed")
 
 
 def _fwd(x, a0, params):
-    outputs, vjp = jax.vjp(jaxrnn.rnn_autodiff, x, a0, params)
+    outputs, vjp = jax.vjp(functools.partial(jaxrnn.rnn_autodiff, layout="seed"), x, a0, params)
     return outputs, vjp
 
 
@@ -43,8 +43,13 @@ def _bwd(vjp, cotangents):
 _slightly_wrong_rnn.defvjp(_fwd, _bwd)
 
 
+def _slightly_wrong_layer(x, a0, params, *, layout):
+    assert layout == "seed"
+    return _slightly_wrong_rnn(x, a0, params)
+
+
 def test_verify_catches_a_wrong_gradient(monkeypatch, capsys):
-    monkeypatch.setattr(jaxrnn.verify, "rnn", _slightly_wrong_rnn)
+    monkeypatch.setattr(jaxrnn.verify, "rnn", _slightly_wrong_layer)
     status = jaxrnn.cli.main(["verify", "--n-x", "3", "--n-a", "4", "--n-y", "2", "--batch", "2", "--steps", "5"])
     out = capsys.readouterr().out
     assert status == 1

@@ -30,7 +30,7 @@ from __future__ import annotations
 from jaxrnn._cells.base import CELL_NAMES, Cell, LSTMState
 from jaxrnn._cells.gru import GRU
 from jaxrnn._cells.lstm import LSTM
-from jaxrnn._cells.vanilla import vanilla
+from jaxrnn._cells.vanilla import vanilla_cell
 
 __all__ = ["CELL_NAMES", "Cell", "LSTMState", "get"]
 
@@ -38,5 +38,5 @@ __all__ = ["CELL_NAMES", "Cell", "LSTMState", "get"]
 def get(name: str, nonlinearity: str = "tanh") -> Cell:
     """The cell called `name` (`"vanilla"`, `"gru"` or `"lstm"`); `nonlinearity` is the vanilla cell's."""
     if name == "vanilla":
-        return vanilla(nonlinearity)
+        return vanilla_cell(nonlinearity)
     return {"gru": GRU, "lstm": LSTM}[name]

@@ -48,7 +48,7 @@ def _tangent_step(nonlinearity, carry, carry_dot, new_carry, residuals, drive, h
 
 
 @functools.cache
-def vanilla(nonlinearity: str) -> Cell:
+def vanilla_cell(nonlinearity: str) -> Cell:
     """The vanilla cell with `f` = `nonlinearity` (`"tanh"` or `"relu"`)."""
     return Cell(
         name="vanilla",

@@ -43,7 +43,7 @@ def _steps(sizes: Sizes, device, seed: int) -> dict[str, object]:
     goal = targets(problem, "seed", device)
 
     def loss(forward, x, a0, params):
-        a, y = forward(x, a0, params)
+        a, y = forward(x, a0, params, layout="seed")
         return workload_loss("dense", a, y, goal, 0)
 
     def half_squared_gradient(x, a0, params):

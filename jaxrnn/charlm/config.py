@@ -6,8 +6,10 @@ import dataclasses
 import math
 from typing import Any
 
+from jaxrnn._cells import CELL_NAMES
 from jaxrnn.charlm.errors import CharLMError
 
+CELLS = CELL_NAMES  # "vanilla" (the seed's), "gru", "lstm"
 GRADIENTS = ("hand", "autodiff")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -29,7 +31,8 @@ class TrainConfig:
     val_fraction: float | None = None  # None: min(1000, 10%) of the lines, or 10% of the text (≤ 100,000)
     eval_every: int = 500
     hidden_size: int = 256  # n_a
-    learn_initial_state: bool = False  # a0 is a parameter (else zeros)
+    cell: str = "vanilla"  # the recurrent cell: vanilla (the seed's), gru or lstm
+    learn_initial_state: bool = False  # the initial state (a0; an LSTM's a0 and c0) is a parameter (else zeros)
     batch_size: int = 32  # m, rows per step, split over the devices
     chunk_length: int = 32  # T, the most characters per step and row (truncated BPTT)
     optimizer: str = "adamw"
@@ -71,7 +74,13 @@ class TrainConfig:
             )
         if self.val_fraction is not None and self.val_data is not None:
             raise CharLMError("--val-data and --val-fraction both choose the held-out set; give one of them")
-        choices = (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("clip", CLIPPING), ("gradient", GRADIENTS))
+        choices = (
+            ("cell", CELLS),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("clip", CLIPPING),
+            ("gradient", GRADIENTS),
+        )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise CharLMError(f"{flag(name)} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -81,6 +90,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config of `values` (a checkpoint's); a field it lacks takes its default (no `cell`: vanilla)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -71,8 +71,8 @@ def _evaluate(args: argparse.Namespace) -> str:
         else:
             heldout = heldout_text(vocabulary.encode(text, f"--data {args.data}"))
         what = args.data
-    nll = heldout_nll(checkpoint.params, heldout)
+    nll = heldout_nll(checkpoint.params, heldout, config.cell)
     return (
         f"{what}: {nll:.4f} nats/char ({bits(nll):.4f} bits/char) over {heldout.characters:,} characters "
-        f"({heldout.description}), model of step {checkpoint.step}"
+        f"({heldout.description}), {config.cell} model of step {checkpoint.step}"
     )

@@ -28,6 +28,7 @@ import numpy as np
 from jaxrnn import rnn_cross_entropy
 from jaxrnn.charlm.corpus import START
 from jaxrnn.charlm.data import Chunk, bucket_width
+from jaxrnn.charlm.model import initial_hidden, layer_parameters
 
 EVAL_ROWS = 256
 EVAL_STREAMS = 32
@@ -87,13 +88,13 @@ def _batch(rows, row_count: int, longest: int) -> tuple[Chunk, ...]:
     return tuple(chunks)
 
 
-def heldout_nll(params: dict, heldout: HeldOut) -> float:
+def heldout_nll(params: dict, heldout: HeldOut, cell: str = "vanilla") -> float:
     """The mean NLL per character, in nats, of the model `params` over the whole set.
 
     Args:
-      params: the model's parameters as host or device arrays (`Wax (n_a, V)`, `Waa`, `Wya`,
-        `ba`, `by`, and `a0 (n_a,)` when the initial state is learned).
+      params: the model's parameters as host or device arrays (see `jaxrnn.charlm.model`).
       heldout: from `heldout_lines` or `heldout_text`.
+      cell: the model's cell, `"vanilla"`, `"gru"` or `"lstm"`.
 
     Runs on the first local device; per-chunk sums are added up in float64.
     """
@@ -104,8 +105,8 @@ def heldout_nll(params: dict, heldout: HeldOut) -> float:
         hidden = None
         for chunk in batch:
             if chunk.reset:
-                hidden = initial_hidden(params, len(chunk.lengths))
-            loss_sum, hidden = _chunk_nll(params, hidden, chunk.inputs, chunk.targets, chunk.lengths)
+                hidden = initial_hidden(params, len(chunk.lengths), cell)
+            loss_sum, hidden = _chunk_nll(params, hidden, chunk.inputs, chunk.targets, chunk.lengths, cell)
             total += float(loss_sum)
     return total / heldout.characters
 
@@ -115,21 +116,8 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
-def layer_parameters(params: dict) -> dict:
-    """The layer's five parameters, without the learned initial state."""
-    return {name: value for name, value in params.items() if name != "a0"}
-
-
-def initial_hidden(params: dict, rows: int) -> jax.Array:
-    """`(rows, n_a)`: the learned initial state `a0` on every row, or zeros."""
-    n_a = params["Waa"].shape[0]
-    if "a0" in params:
-        return jnp.broadcast_to(jnp.asarray(params["a0"])[None], (rows, n_a))
-    return jnp.zeros((rows, n_a), jnp.asarray(params["Waa"]).dtype)
-
-
-@functools.partial(jax.jit)
-def _chunk_nll(params, hidden, inputs, targets, lengths):
+@functools.partial(jax.jit, static_argnames="cell")
+def _chunk_nll(params, hidden, inputs, targets, lengths, cell):
     """The summed losses of one chunk (float32) and the state after each row's last real step."""
     x = jax.nn.one_hot(inputs.T, params["Wax"].shape[1], dtype=params["Wax"].dtype)  # (W, B, V); START -> 0
     losses, _, final = rnn_cross_entropy(
@@ -140,5 +128,6 @@ def _chunk_nll(params, hidden, inputs, targets, lengths):
         seq_lengths=lengths,
         layout="time_major",
         return_final_state=True,
+        cell=cell,
     )
     return jnp.sum(losses), final

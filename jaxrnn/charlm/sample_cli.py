@@ -39,15 +39,18 @@ def main(args: argparse.Namespace) -> int:
     import jax
 
     from jaxrnn.charlm.checkpoint import load_checkpoint
+    from jaxrnn.charlm.config import TrainConfig
     from jaxrnn.charlm.sample import generate
 
     try:
         checkpoint = load_checkpoint(args.checkpoint)
-        lines = bool(checkpoint.config.get("lines", False))
+        config = TrainConfig.from_dict(checkpoint.config)
+        lines = config.lines
         samples = generate(
             checkpoint.params,
             checkpoint.vocabulary,
             key=jax.random.PRNGKey(args.seed),
+            cell=config.cell,
             prime=args.prime,
             temperature=args.temperature,
             top_k=args.top_k,

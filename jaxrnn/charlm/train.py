@@ -1,17 +1,17 @@
-"""Training a character-level language model with the seed's RNN: optimiser, loss, train step, throughput.
+"""Training a character-level language model with the library's RNN: loss, train step, throughput.
 
 The model reads one-hot characters, time-major `x (W, m, V)`, and predicts the next character
-with `n_y = V` (the vocabulary size): per-token cross-entropy from `jaxrnn.rnn_cross_entropy`
-(the hand-derived backward) or `jaxrnn.rnn_cross_entropy_autodiff` (`jax.grad`), with each
-row's length as `seq_lengths`, so padding costs no loss and no gradient. Rows start from the
-initial state, learned (`a0`, a parameter) or zero; the hidden state at the end of a chunk is
-carried into the next one without its gradient (truncated backpropagation through time).
+with `n_y = V` (the vocabulary size) through one recurrent layer of `--cell` (vanilla, GRU or
+LSTM: `jaxrnn.charlm.model`): per-token cross-entropy from `jaxrnn.rnn_cross_entropy` (the
+hand-derived backward) or `jaxrnn.rnn_cross_entropy_autodiff` (`jax.grad`), with each row's
+length as `seq_lengths`, so padding costs no loss and no gradient. Rows start from the initial
+state, learned (`a0`, and `c0` for an LSTM: parameters) or zero; the state at the end of a
+chunk (an LSTM's pair `(h, c)`) is carried into the next one without its gradient (truncated
+backpropagation through time).
 
-optax does the update: clipping (by global norm, or per element as in the course), then AdamW
-(weight decay on the matrices `Wax`, `Waa`, `Wya` only), Adam or SGD, with a learning rate
-that warms up linearly and then follows a cosine down to a tenth of its peak at `--steps`.
-One `jax.jit`-compiled step runs data parallel over a mesh (`parallel.py`) and takes the
-parameters and optimiser state as donated buffers: it updates them in place.
+optax does the update (`optimizer.py`). One `jax.jit`-compiled step runs data parallel over a
+mesh (`parallel.py`) and takes the parameters and optimiser state as donated buffers: it
+updates them in place.
 """
 
 from __future__ import annotations
@@ -32,22 +32,21 @@ from jaxrnn.charlm import parallel
 from jaxrnn.charlm.checkpoint import Checkpoint
 from jaxrnn.charlm.config import TrainConfig
 from jaxrnn.charlm.data import Chunk
-from jaxrnn.charlm.errors import CharLMError
-from jaxrnn.charlm.evaluate import initial_hidden, layer_parameters
+from jaxrnn.charlm.model import INITIAL_STATE, initial_hidden, layer_parameters, zero_state
+from jaxrnn.charlm.optimizer import FINAL_LEARNING_RATE as FINAL_LEARNING_RATE  # benchmarks read it here
+from jaxrnn.charlm.optimizer import make_optimizer, restore_opt_state
 
 CROSS_ENTROPY = {"hand": rnn_cross_entropy, "autodiff": rnn_cross_entropy_autodiff}
-DECAYED = ("Wax", "Waa", "Wya")  # AdamW's weight decay: the matrices, not the biases or a0
-FINAL_LEARNING_RATE = 0.1  # the cosine ends at this fraction of the peak
 
 
 class TrainState(NamedTuple):
     """The state of a run after `step` steps.
 
     Attributes:
-      params: the model's parameters (`Wax (n_a, V)`, `Waa`, `Wya (V, n_a)`, `ba`, `by`, and
-        `a0 (n_a,)` when the initial state is learned), replicated.
+      params: the model's parameters (see `jaxrnn.charlm.model`), replicated.
       opt_state: the optax state, replicated.
-      hidden: `(m, n_a)`, the hidden state carried into the next chunk, split over the batch axis.
+      hidden: the state carried into the next chunk, `(m, n_a)` (an LSTM's `LSTMState` of two),
+        split over the batch axis.
       key: the run's `jax.random` key (host, uint32); the sample printed at step s draws from
         `fold_in(key, s)`.
       step: the number of steps taken.
@@ -55,7 +54,7 @@ class TrainState(NamedTuple):
 
     params: dict[str, jax.Array]
     opt_state: Any
-    hidden: jax.Array
+    hidden: Any
     key: np.ndarray
     step: int
 
@@ -67,60 +66,40 @@ class StepResult(NamedTuple):
     stop: int
 
 
-# Stop codes, agreed on by every process in each step (the largest wins).
-CONTINUE, INTERRUPT, ERROR = 0, 1, 2
+# Stop codes, agreed on by every process in each step (the largest wins): go on, stop for
+# SIGINT (Ctrl-C), stop for SIGTERM, stop because a process failed.
+CONTINUE, INTERRUPT, TERMINATE, ERROR = 0, 1, 2, 3
 
 
-def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
-    """Linear warmup from 0 over `warmup_steps`, then constant or a cosine down to
-    `FINAL_LEARNING_RATE` × the peak at `steps`."""
-    peak, warmup = config.learning_rate, min(config.warmup_steps, config.steps)
-    if config.schedule == "constant" or warmup == config.steps:
-        after = optax.constant_schedule(peak)
-    else:
-        after = optax.cosine_decay_schedule(peak, config.steps - warmup, alpha=FINAL_LEARNING_RATE)
-    if warmup == 0:
-        return after
-    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
-
-
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Clipping, then AdamW, Adam or SGD on the schedule of `learning_rate_schedule`."""
-    clipping = {
-        "value": optax.clip(config.clip_value),  # g ← min(max(g, −c), c), per element (the course's np.clip)
-        "global-norm": optax.clip_by_global_norm(config.clip_value),  # g ← g · min(1, c / ‖g‖₂) over every leaf
-        "none": optax.identity(),
-    }[config.clip]
-    schedule = learning_rate_schedule(config)
-    if config.optimizer == "adamw":
-        decay_matrices = lambda params: {name: name in DECAYED for name in params}
-        update = optax.adamw(schedule, b2=config.beta2, weight_decay=config.weight_decay, mask=decay_matrices)
-    elif config.optimizer == "adam":
-        update = optax.adam(schedule, b2=config.beta2)
-    else:
-        update = optax.sgd(schedule)
-    return optax.chain(clipping, update)
-
-
-def chunk_loss(params, hidden, inputs, targets, lengths, reset, scale, cross_entropy=rnn_cross_entropy):
-    """The loss of one chunk, and the hidden state to carry on.
+def chunk_loss(params, hidden, inputs, targets, lengths, reset, scale, cross_entropy=rnn_cross_entropy, cell="vanilla"):
+    """The loss of one chunk, and the state to carry on.
 
     Args:
-      params: the model's parameters (see `TrainState`), floating.
-      hidden: `(m, n_a)`, the state carried into the chunk (a constant: truncated BPTT).
+      params: the model's parameters (see `jaxrnn.charlm.model`), floating.
+      hidden: the state carried into the chunk (a constant: truncated BPTT): `(m, n_a)`, or an
+        LSTM's `LSTMState` of two.
       inputs, targets: `(m, W)` int32 ids; input `START` (-1) is the zero vector.
       lengths: `(m,)` int32, the real steps of each row; the steps after them are padding.
       reset: bool scalar: the rows start from the initial state (`a0`, or zeros) instead.
       scale: the divisor of the summed per-character losses (`loss_scale` of the data).
       cross_entropy: `rnn_cross_entropy` or `rnn_cross_entropy_autodiff`.
+      cell: `"vanilla"`, `"gru"` or `"lstm"` (static).
 
     Returns:
-      `(Σ losses / scale, (state after each row's last real step (m, n_a), Σ losses))`.
+      `(Σ losses / scale, (state after each row's last real step, like hidden, Σ losses))`.
     """
-    start = jnp.where(reset, initial_hidden(params, inputs.shape[0]), jax.lax.stop_gradient(hidden))
+    initial = initial_hidden(params, inputs.shape[0], cell)
+    start = jax.tree_util.tree_map(lambda a, h: jnp.where(reset, a, jax.lax.stop_gradient(h)), initial, hidden)
     x = jax.nn.one_hot(inputs.T, params["Wax"].shape[1], dtype=params["Wax"].dtype)  # (W, m, V); -1 -> 0
     losses, _, final = cross_entropy(
-        x, start, layer_parameters(params), targets.T, seq_lengths=lengths, layout="time_major", return_final_state=True
+        x,
+        start,
+        layer_parameters(params),
+        targets.T,
+        seq_lengths=lengths,
+        layout="time_major",
+        return_final_state=True,
+        cell=cell,
     )
     total = jnp.sum(losses)  # padding has loss 0 and no gradient
     return total / scale, (jax.lax.stop_gradient(final), total)
@@ -135,7 +114,7 @@ def make_train_step(config: TrainConfig, mesh: Mesh, loss_scale: float) -> Calla
     step. `params` and `opt_state` are donated: use only the returned ones. The compiled step
     is cached per optimiser, gradient and mesh.
     """
-    compiled = _compiled_step(_optimizer_settings(config), config.gradient, mesh)
+    compiled = _compiled_step(_optimizer_settings(config), config.gradient, config.cell, mesh)
     rows, vector, replicated = parallel.rows(mesh), parallel.vector(mesh), parallel.replicated(mesh)
     scale = parallel.to_global(np.float32(loss_scale), replicated)
 
@@ -166,13 +145,13 @@ def _optimizer_settings(config: TrainConfig) -> TrainConfig:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_step(optimizer_settings: TrainConfig, gradient: str, mesh: Mesh):
+def _compiled_step(optimizer_settings: TrainConfig, gradient: str, cell: str, mesh: Mesh):
     optimizer = make_optimizer(optimizer_settings)
     cross_entropy = CROSS_ENTROPY[gradient]
 
     def step(params, opt_state, hidden, inputs, targets, lengths, reset, scale, stop_codes):
         (_, (last_hidden, loss_sum)), grads = jax.value_and_grad(chunk_loss, has_aux=True)(
-            params, hidden, inputs, targets, lengths, reset, scale, cross_entropy
+            params, hidden, inputs, targets, lengths, reset, scale, cross_entropy, cell
         )
         # optax mixes Python floats with int32 step counts; allow that promotion here only.
         with jax.numpy_dtype_promotion("standard"):
@@ -193,55 +172,41 @@ def _compiled_step(optimizer_settings: TrainConfig, gradient: str, mesh: Mesh):
 
 
 def initial_parameters(config: TrainConfig, vocabulary_size: int) -> dict[str, np.ndarray]:
-    """`init_parameters` from the seed, plus a zero `a0 (n_a,)` when the initial state is learned."""
+    """`init_parameters` of `config.cell` from the seed, plus a zero initial state (`a0 (n_a,)`,
+    and `c0 (n_a,)` for an LSTM) when it is learned."""
     init_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
-    params = init_parameters(init_key, vocabulary_size, config.hidden_size, vocabulary_size)
+    params = init_parameters(init_key, vocabulary_size, config.hidden_size, vocabulary_size, cell=config.cell)
     params = {name: np.asarray(value) for name, value in params.items()}
     if config.learn_initial_state:
-        params["a0"] = np.zeros(config.hidden_size, np.float32)
+        params |= {name: np.zeros(config.hidden_size, np.float32) for name in INITIAL_STATE[config.cell]}
     return params
 
 
 def initial_state(config: TrainConfig, vocabulary_size: int, mesh: Mesh) -> TrainState:
-    """Step 0: parameters from the seed, zero hidden state, fresh optimiser state."""
+    """Step 0: parameters from the seed, zero carried state, fresh optimiser state."""
     run_key = jax.random.split(jax.random.PRNGKey(config.seed))[1]
     params = initial_parameters(config, vocabulary_size)
     opt_state = jax.tree_util.tree_map(np.asarray, make_optimizer(config).init(params))
-    hidden = np.zeros((config.batch_size, config.hidden_size), np.float32)
+    hidden = zero_state(config.cell, config.batch_size, config.hidden_size)
     return place_state(params, opt_state, hidden, np.asarray(run_key), 0, mesh)
 
 
 def place_state(params, opt_state, hidden, key, step: int, mesh: Mesh) -> TrainState:
-    """A `TrainState` from host values: parameters and optimiser state replicated, hidden state split."""
+    """A `TrainState` from host values: parameters and optimiser state replicated, carried state split."""
     replicated = parallel.replicated(mesh)
     return TrainState(
         parallel.tree_to_global(params, replicated),
         parallel.tree_to_global(opt_state, replicated),
-        parallel.to_global(hidden, parallel.rows(mesh)),
+        parallel.tree_to_global(hidden, parallel.rows(mesh)),
         np.asarray(key),
         step,
     )
 
 
 def state_from_checkpoint(checkpoint: Checkpoint, config: TrainConfig, mesh: Mesh) -> TrainState:
-    """The `TrainState` saved in `checkpoint`, laid out over `mesh` (`config` names the optimiser)."""
+    """The `TrainState` saved in `checkpoint` (checked by `load_checkpoint`), laid out over `mesh`."""
     opt_state = restore_opt_state(config, checkpoint.params, checkpoint.opt_state)
     return place_state(checkpoint.params, opt_state, checkpoint.hidden, checkpoint.key, checkpoint.step, mesh)
-
-
-def restore_opt_state(config: TrainConfig, params, leaves: list[np.ndarray]):
-    """The optimiser state of `config` with the given leaves; `CharLMError` if they do not fit it."""
-    template = make_optimizer(config).init(params)
-    expected = jax.tree_util.tree_leaves(template)
-    fits = len(leaves) == len(expected) and all(
-        np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype for a, b in zip(leaves, expected)
-    )
-    if not fits:
-        raise CharLMError(
-            f"the checkpoint's optimiser state ({len(leaves)} arrays) does not fit --optimizer {config.optimizer} "
-            f"--clip {config.clip} ({len(expected)} arrays)"
-        )
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
 
 def benchmark_step(

@@ -59,7 +59,7 @@ def last_step_cotangents(y, classes):
 @jax.jit
 def through_time(scale):
     scaled = dict(params, Waa=scale * params["Waa"])
-    a, y = jaxrnn.rnn(x, a0, scaled)
+    a, y = jaxrnn.rnn(x, a0, scaled, layout="seed")
     da, dy = last_step_cotangents(y, classes)
     return jaxrnn.gradients_through_time(x, a0, scaled, da, dy), a
 
@@ -132,7 +132,7 @@ fig.tight_layout()
 
 # %%
 def last_step_loss(params):
-    _, y = jaxrnn.rnn(x, a0, params)
+    _, y = jaxrnn.rnn(x, a0, params, layout="seed")
     return -jnp.mean(jnp.log(y[classes, jnp.arange(m), -1]))
 
 
@@ -213,7 +213,7 @@ def batch(key):
 
 
 def task_loss(params, x, c):
-    _, y = jaxrnn.rnn(x, jnp.zeros((n_a, m_task)), params)
+    _, y = jaxrnn.rnn(x, jnp.zeros((n_a, m_task)), params, layout="seed")
     return -jnp.mean(jnp.log(y[c, jnp.arange(m_task), -1]))
 
 

@@ -4,17 +4,20 @@
 # Notebooks 1–3 differentiate the RNN in reverse mode: one backward pass gives the derivative of *one scalar*
 # with respect to *every* input. Forward mode answers the transposed question: if every input moves along
 # one direction, how does *every* output move? This notebook derives the forward-mode derivative of the RNN by
-# hand, next to the code of `jaxrnn.rnn_jvp` that computes it; follows it to its limit, real-time recurrent
-# learning (RTRL), which carries the whole Jacobian forward; and measures forward and reverse mode side by side
-# on this machine. The math, as one page, is the last section of [`docs/derivation.md`](../docs/derivation.md).
+# hand, next to the code of `jaxrnn.rnn_jvp` that computes it, for the vanilla cell and then for the GRU and the
+# LSTM, gate by gate; follows it to its limit, real-time recurrent learning (RTRL), which carries the whole Jacobian
+# forward; and measures forward and reverse mode side by side on this machine. The math, as one page, is the last
+# section of [`docs/derivation.md`](../docs/derivation.md).
 #
 # `jaxrnn.rnn_jvp(primals, tangents, **options)` has the call and the result of
 # `jax.jvp(jaxrnn.rnn_autodiff, primals, tangents)`: `primals = (x, a0, parameters)`, `tangents` one array
-# per primal, and it returns `((a, y), (ȧ, ẏ))`. A dot marks a tangent: $\dot u$ is the rate at which $u$
-# changes as the inputs move along the direction, $\dot u = \frac{d}{d\varepsilon} u(\theta + \varepsilon
+# per primal, and it returns `((a, y), (ȧ, ẏ))`. Every call here names its layout: `layout="seed"`
+# (`x (n_x, m, T)`), or `"time_major"`. A dot marks a tangent: $\dot u$ is the rate at which $u$ changes as the
+# inputs move along the direction, $\dot u = \frac{d}{d\varepsilon} u(\theta + \varepsilon
 # \dot\theta)\big|_{\varepsilon = 0}$.
 
 # %%
+import importlib
 import inspect
 
 import jax
@@ -24,8 +27,12 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import jaxrnn
-from jaxrnn import _jvp
+from jaxrnn import _cells, _forward, _jvp
 from jaxrnn._measure import interleaved_timings
+
+# The three cells' modules. (`jaxrnn._cells` re-exports a function named `vanilla`, which hides the module of that
+# name from `from jaxrnn._cells import vanilla`; importlib returns the modules themselves.)
+vanilla_cell, gru_cell, lstm_cell = (importlib.import_module(f"jaxrnn._cells.{name}") for name in _cells.CELL_NAMES)
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 device = jax.devices()[0]
@@ -34,6 +41,7 @@ print(f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}"
 
 def show(function):
     """Displays the source code of a jaxrnn function, as it is in the installed package."""
+    function = getattr(function, "func", function)  # a functools.partial: its function
     display(Markdown(f"```python\n{inspect.getsource(function).rstrip()}\n```"))
 
 
@@ -107,10 +115,15 @@ def random_direction(tree, seed=1):
 # at a padded step; and $\dot y_t = 0$ there because $y_t = 0$. With `reverse=True` the same loop runs from the
 # last step down.
 #
-# The loop, with the comment by each line giving its formula:
+# In the code, the loop belongs to the engine and is the same for every cell: it computes the drive
+# $\dot W_{ax} x_t + W_{ax} \dot x_t + \dot b_a$ before the loop and, inside it, `hidden_dot`
+# $= W_{aa} \dot a_{t-1} + \dot W_{aa} a_{t-1}$ beside the forward's $W_{aa} a_{t-1}$; the sum of the two is
+# $\dot z_t$. The cell's tangent step does the rest, here step 2; `masked_step`, the forward's, applied to the
+# tangents, does step 5. With the comment by each line giving its formula:
 
 # %%
 show(_jvp.states_and_tangents)
+show(vanilla_cell._tangent_step)
 show(_jvp.prediction_tangents)
 
 # %% [markdown]
@@ -126,7 +139,7 @@ with jax.enable_x64(True):
     (x, a0, params), (c, _) = random_problem(n_x, n_a, n_y, m, T, jnp.float64)
     primals = (x, a0, params)
     direction = random_direction(primals)
-    options = dict(seq_lengths=jnp.array([6, 4]), return_final_state=True)
+    options = dict(seq_lengths=jnp.array([6, 4]), return_final_state=True, layout="seed")
 
     outputs, hand = jax.jit(lambda p, v: jaxrnn.rnn_jvp(p, v, **options))(primals, direction)
     _, autodiff = jax.jit(lambda p, v: jax.jvp(lambda *q: jaxrnn.rnn_autodiff(*q, **options), p, v))(primals, direction)
@@ -148,6 +161,110 @@ with jax.enable_x64(True):
 # directions at once: mapped over a basis of the inputs' directions, it gives a Jacobian column by column, all
 # columns in one pass, which is what `jax.jacfwd` computes (the test suite checks that the two agree). Section 2
 # uses exactly that.
+
+# %% [markdown]
+# ### The GRU and the LSTM, tangent by tangent
+#
+# Nothing in the loop above names a cell. For every cell the engine hands the tangent step the same two sums, for
+# all gates at once: the drive $\dot W_{ax} x_t + W_{ax} \dot x_t + \dot b_a$ and `hidden_dot`
+# $= W_{aa} \dot h_{t-1} + \dot W_{aa} h_{t-1}$, where $h$ is the hidden state, the first part of the carry. Each
+# gate's pre-activation $a_\cdot$ (notebook 1 has the equations) has the tangent $\dot a_\cdot = \text{drive}_\cdot +
+# \text{hidden\_dot}_\cdot$, except where a gate multiplies a recurrent term; the cell's tangent step differentiates
+# the rest of its step, line by line, with the product rule and $\sigma' = \sigma(1 - \sigma)$,
+# $\tanh' = 1 - \tanh^2$ written through the gates' values. Those values are the forward step's residuals, computed a
+# moment earlier in the same loop iteration: forward mode keeps nothing for later. Below, $h$ and $c$ are the carry
+# before the step, $h'$ and $c'$ after it.
+#
+# **GRU.** The reset and update gates are plain: $\dot r = r(1 - r) \odot \dot a_r$, $\dot z = z(1 - z) \odot \dot a_z$.
+# The new gate is not: $a_n = (W_{in} x + b_{in}) + r \odot hn$ with $hn = W_{hn} h + b_{hn}$, so by the product rule
+#
+# $$\dot{hn} = \text{hidden\_dot}_n + \dot b_{hn}, \qquad \dot n = (1 - n^2) \odot \big(\text{drive}_n + \dot r \odot hn
+#   + r \odot \dot{hn}\big),$$
+#
+# the backward's two sums (notebook 1) seen from the other side: the drive enters $a_n$ with coefficient 1, the
+# recurrent part, $b_{hn}$ with it, with coefficient $r$. Then $h' = (1 - z) \odot n + z \odot h$ gives
+#
+# $$\dot h' = (1 - z) \odot \dot n + \dot z \odot (h - n) + z \odot \dot h .$$
+#
+# **LSTM.** Four plain gates, $\dot i = i(1 - i) \odot \dot a_i$, $\dot f = f(1 - f) \odot \dot a_f$,
+# $\dot g = (1 - g^2) \odot \dot a_g$, $\dot o = o(1 - o) \odot \dot a_o$, and the product rule on
+# $c' = f \odot c + i \odot g$ and $h' = o \odot \tanh(c')$:
+#
+# $$\dot c' = \dot f \odot c + f \odot \dot c + \dot i \odot g + i \odot \dot g, \qquad
+#   \dot h' = \dot o \odot \tanh(c') + o \odot \big(1 - \tanh^2(c')\big) \odot \dot c' .$$
+#
+# The carry's tangent is a pair $(\dot h, \dot c)$, carried forward as the backward carries $(\delta h, \delta c)$
+# back; at a padded step the engine freezes both parts, as it freezes $(h, c)$.
+
+# %%
+show(gru_cell._tangent_step)
+show(lstm_cell._tangent_step)
+
+# %% [markdown]
+# Checked live in float64, first one step: a cell's forward step is a function of the carry before it, the input
+# product `projected` $= W_{ax} x_t$, the recurrent product `hidden` $= W_{aa} h_{t-1}$ and the biases, and
+# `jax.jvp` of it along random tangents of all four must equal the tangent step given `drive` $=$ the tangent of
+# `projected` plus $\dot b_a$, and `hidden_dot` $=$ the tangent of `hidden`. Then the whole layer: `rnn_jvp(...,
+# cell=...)` against `jax.jvp` of `rnn_autodiff` and against central finite differences of the outputs, on a
+# padded batch (lengths 6, 3 and 0), the LSTM in reverse.
+
+
+# %%
+def tangent_step_error(cell, params, m=3, seed=0):
+    """max |hand − jax.jvp| over the parts of the carry's tangent, for one step of `cell` on random rows."""
+    rng = np.random.default_rng(seed)
+    normal = lambda *shape: jnp.asarray(rng.standard_normal(shape))
+    n_a, width = params["Waa"].shape[1], params["Waa"].shape[0]
+    previous = tuple(0.5 * normal(m, n_a) for _ in cell.carry)
+    projected, hidden = normal(m, width), previous[0] @ params["Waa"].T
+    biases = _forward.bias_rows(cell, params, jnp.float64)
+    tangents = (tuple(normal(m, n_a) for _ in cell.carry), normal(m, width), normal(m, width))
+    tangents += (jax.tree.map(lambda b: normal(*b.shape), biases),)
+    previous_dot, projected_dot, hidden_dot, biases_dot = tangents
+
+    new, residuals = cell.step(previous, projected, hidden, biases)
+    _, by_jvp = jax.jvp(lambda *args: cell.step(*args)[0], (previous, projected, hidden, biases), tangents)
+    drive = projected_dot + biases_dot["ba"]  # Ẇax x_t + Wax ẋ_t + ḃa
+    by_hand = cell.tangent_step(previous, previous_dot, new, residuals, drive, hidden_dot, biases_dot)
+    return max(float(jnp.max(jnp.abs(u - v))) for u, v in zip(by_hand, by_jvp))
+
+
+def layer_jvp_errors(cell, primals, step=1e-6, **options):
+    """rnn_jvp(..., cell=cell) against jax.jvp of rnn_autodiff and central finite differences, output by output."""
+    options = dict(options, cell=cell, layout="seed", return_final_state=True)
+    direction = random_direction(primals)
+    hand = jax.jit(lambda p, v: jaxrnn.rnn_jvp(p, v, **options))(primals, direction)[1]
+    autodiff = jax.jit(lambda p, v: jax.jvp(lambda *q: jaxrnn.rnn_autodiff(*q, **options), p, v))(primals, direction)[1]
+    moved = jax.jit(lambda p, v, s: jaxrnn.rnn_autodiff(*jax.tree.map(lambda p, v: p + s * v, p, v), **options))
+    plus, minus = moved(primals, direction, step), moved(primals, direction, -step)
+    differences = jax.tree.map(lambda p, q: (p - q) / (2 * step), plus, minus)
+    names = ("ḣ", "ẏ", "ḣ_final", "ċ_final")  # the outputs, then the final carry's parts (an LSTM's two)
+    for name, h, a, d in zip(names, *map(jax.tree.leaves, (hand, autodiff, differences))):
+        print(
+            f"  {name:<9} relative error against jax.jvp: {relative_error(h, a):.1e}"
+            f"   against finite differences: {relative_error(h, d):.1e}"
+        )
+
+
+with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    n_x, n_a, n_y, m, T = 3, 5, 4, 3, 6
+    inputs = jnp.asarray(rng.standard_normal((n_x, m, T)))  # seed layout
+    start = lambda: jnp.asarray(0.5 * rng.standard_normal((n_a, m)))
+    lengths = jnp.array([6, 3, 0])
+    for name, carry0, options in (
+        ("gru", start(), dict(seq_lengths=lengths)),
+        ("lstm", (start(), start()), dict(seq_lengths=lengths, reverse=True)),  # a0 = (h0, c0)
+    ):
+        key = jax.random.PRNGKey(4)
+        cell_params = jaxrnn.init_parameters(key, n_x, n_a, n_y, jnp.float64, cell=name, initialization="pytorch")
+        error = tangent_step_error(_cells.get(name), cell_params)
+        print(f"{name}: one tangent step, max |hand − jax.jvp| = {error:.0e}; the layer:")
+        layer_jvp_errors(name, (inputs, carry0, cell_params), **options)
+
+# %% [markdown]
+# Both cells agree with `jax.jvp` at float64 rounding and with finite differences at the accuracy of the difference
+# quotient, as the vanilla cell does. The rest of this notebook measures the vanilla cell.
 
 # %% [markdown]
 # ## 2. The limit: carrying the whole Jacobian forward (RTRL)
@@ -301,14 +418,14 @@ fig.tight_layout()
 # - by `jax.grad` of the loss through `rnn_autodiff`.
 #
 # The reverse-mode two compute the whole gradient on the way, which a single direction does not need; that is the
-# point of the comparison. Sizes: $n_x = n_y = 16$, batch $m = 8$, float32; $T$ varies at $n_a = 32$, then $n_a$
-# at $T = 50$.
+# point of the comparison. The vanilla cell; sizes: $n_x = n_y = 16$, batch $m = 8$, float32; $T$ varies at
+# $n_a = 32$, then $n_a$ at $T = 50$.
 
 
 # %%
 def loss_of(forward):
     def loss(primals, ca, cy):
-        a, y = forward(*primals)
+        a, y = forward(*primals, layout="seed")
         return jnp.sum(ca * a) + jnp.sum(cy * y)
 
     return loss
@@ -319,7 +436,7 @@ def inner(gradient, direction):
 
 
 def hand_jvp(primals, direction, ca, cy):
-    a_dot, y_dot = jaxrnn.rnn_jvp(primals, direction)[1]
+    a_dot, y_dot = jaxrnn.rnn_jvp(primals, direction, layout="seed")[1]
     return jnp.sum(ca * a_dot) + jnp.sum(cy * y_dot)
 
 
