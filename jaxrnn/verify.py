@@ -1,8 +1,8 @@
 """Gradient verification: the hand-derived backward against independent oracles.
 
-On the first device of every local platform (CPU, and GPU/TPU when present) and for each
-dtype, the gradients of a random loss over both outputs, `L = Σ ca ⊙ a + Σ cy ⊙ y`, taken
-through `rnn` (hand-derived VJP) are compared with
+On the first device of every local platform (CPU, and GPU/TPU when present), for each cell
+(vanilla, GRU, LSTM) and each dtype, the gradients of a random loss over both outputs,
+`L = Σ ca ⊙ a + Σ cy ⊙ y`, taken through `rnn` (hand-derived VJP) are compared with
 
 - `jax.grad` of `rnn_autodiff` (float32, and float64 where the device has it), leaf by
   leaf: `max_abs = max|g − g_ref|`, `max_rel = max_abs / max|g_ref|`;
@@ -31,6 +31,7 @@ FINITE_DIFFERENCE_STEP = 1e-5  # near the best step for central differences in f
 
 class Check(NamedTuple):
     device: str
+    cell: str
     dtype: str
     oracle: str
     argument: str
@@ -43,33 +44,43 @@ class Check(NamedTuple):
         return bool(self.max_rel <= self.tolerance)  # False for NaN
 
 
-def random_problem(key, n_x, n_a, n_y, m, T_x, dtype):
-    """Random `(x, a0, parameters)` and loss weights `(ca, cy)` of the given sizes.
+GATES = {"vanilla": 1, "gru": 3, "lstm": 4}
+
+
+def random_problem(key, n_x, n_a, n_y, m, T_x, dtype, cell="vanilla"):
+    """Random `(x, a0, parameters)` and loss weights `(ca, cy)` of the given sizes, seed layout.
 
     Drawn with numpy from a generator seeded by the `jax.random` key: a new set of sizes
     compiles nothing (eager `jax.random` and the QR of an orthogonal draw would). `Waa` is
-    orthogonal, `Wax` and `Wya` scaled by 1/sqrt(fan-in), and the biases non-zero, so that
-    every gradient is tested at a generic point.
+    orthogonal (gate by gate), `Wax` and `Wya` scaled by 1/sqrt(fan-in), and the biases
+    non-zero, so that every gradient is tested at a generic point. An LSTM's `a0` is a pair
+    `(h0, c0)`; the vanilla cell's numbers are drawn first, as they always were.
     """
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     normal = lambda *shape: rng.standard_normal(shape)
+    G = GATES[cell]
     params = {
-        "Wax": normal(n_a, n_x) / np.sqrt(n_x),
-        "Waa": np.linalg.qr(normal(n_a, n_a))[0],
+        "Wax": normal(G * n_a, n_x) / np.sqrt(n_x),
+        "Waa": np.concatenate([np.linalg.qr(normal(n_a, n_a))[0] for _ in range(G)]),
         "Wya": normal(n_y, n_a) / np.sqrt(n_a),
-        "ba": 0.1 * normal(n_a, 1),
+        "ba": 0.1 * normal(G * n_a, 1),
         "by": 0.1 * normal(n_y, 1),
     }
     arrays = (normal(n_x, m, T_x), 0.5 * normal(n_a, m), params, normal(n_a, m, T_x), normal(n_y, m, T_x))
-    x, a0, params, ca, cy = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), arrays)
+    x, a0, params, ca, cy = arrays
+    if cell == "gru":
+        params["bhn"] = 0.1 * normal(n_a, 1)
+    if cell == "lstm":
+        a0 = (a0, 0.5 * normal(n_a, m))
+    x, a0, params, ca, cy = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), (x, a0, params, ca, cy))
     return (x, a0, params), (ca, cy)
 
 
-def weighted_sum_loss(forward, ca, cy):
-    """`L(x, a0, parameters) = Σ ca ⊙ a + Σ cy ⊙ y` for `forward` in {rnn, rnn_autodiff}."""
+def weighted_sum_loss(forward, ca, cy, cell="vanilla"):
+    """`L(x, a0, parameters) = Σ ca ⊙ a + Σ cy ⊙ y` for `forward` in {rnn, rnn_autodiff}, seed layout."""
 
     def loss(x, a0, params):
-        a, y = forward(x, a0, params, layout="seed")
+        a, y = forward(x, a0, params, layout="seed", cell=cell)
         return jnp.sum(ca * a) + jnp.sum(cy * y)
 
     return loss
@@ -77,13 +88,14 @@ def weighted_sum_loss(forward, ca, cy):
 
 def _named_leaves(grads):
     dx, da0, dparams = grads
-    return {"x": dx, "a0": da0, **{k: dparams[k] for k in sorted(dparams)}}
+    states = {"a0": da0} if not isinstance(da0, tuple) else {"h0": da0[0], "c0": da0[1]}
+    return {"x": dx, **states, **{k: dparams[k] for k in sorted(dparams)}}
 
 
-def compare_with_autodiff(device, dtype, sizes, key) -> list[Check]:
+def compare_with_autodiff(device, dtype, sizes, key, cell="vanilla") -> list[Check]:
     with jax.default_device(device):
-        inputs, (ca, cy) = random_problem(key, *sizes, dtype)
-        grad = lambda f: jax.jit(jax.grad(weighted_sum_loss(f, ca, cy), argnums=(0, 1, 2)))
+        inputs, (ca, cy) = random_problem(key, *sizes, dtype, cell)
+        grad = lambda f: jax.jit(jax.grad(weighted_sum_loss(f, ca, cy, cell), argnums=(0, 1, 2)))
         with jax.default_matmul_precision("float32"):
             hand = _named_leaves(grad(rnn)(*inputs))
             auto = _named_leaves(grad(rnn_autodiff)(*inputs))
@@ -93,16 +105,17 @@ def compare_with_autodiff(device, dtype, sizes, key) -> list[Check]:
         scale = float(jnp.max(jnp.abs(reference)))
         max_rel = max_abs / scale if scale > 0 else max_abs
         tolerance = AUTODIFF_TOLERANCE[jnp.dtype(dtype).name]
-        checks.append(Check(device.platform, jnp.dtype(dtype).name, "jax.grad", name, max_abs, max_rel, tolerance))
+        dtype_name = jnp.dtype(dtype).name
+        checks.append(Check(device.platform, cell, dtype_name, "jax.grad", name, max_abs, max_rel, tolerance))
     return checks
 
 
-def compare_with_finite_differences(device, sizes, key) -> list[Check]:
+def compare_with_finite_differences(device, sizes, key, cell="vanilla") -> list[Check]:
     """Needs float64 (call inside `jax.enable_x64(True)`)."""
     with jax.default_device(device):
-        inputs, (ca, cy) = random_problem(key, *sizes, jnp.float64)
-        loss = jax.jit(weighted_sum_loss(rnn, ca, cy))
-        grads = _named_leaves(jax.jit(jax.grad(weighted_sum_loss(rnn, ca, cy), argnums=(0, 1, 2)))(*inputs))
+        inputs, (ca, cy) = random_problem(key, *sizes, jnp.float64, cell)
+        loss = jax.jit(weighted_sum_loss(rnn, ca, cy, cell))
+        grads = _named_leaves(jax.jit(jax.grad(weighted_sum_loss(rnn, ca, cy, cell), argnums=(0, 1, 2)))(*inputs))
         names = list(grads)
         flat_inputs = _named_leaves(inputs)
         checks = []
@@ -114,7 +127,8 @@ def compare_with_finite_differences(device, sizes, key) -> list[Check]:
             def shifted(sign, name=name, v=v, step=step):
                 moved = dict(flat_inputs, **{name: flat_inputs[name] + sign * step * v})
                 params = {k: moved[k] for k in inputs[2]}
-                return loss(moved["x"], moved["a0"], params)
+                a0 = (moved["h0"], moved["c0"]) if cell == "lstm" else moved["a0"]
+                return loss(moved["x"], a0, params)
 
             finite_difference = float((shifted(1.0) - shifted(-1.0)) / (2 * step))
             analytic = float(jnp.vdot(grads[name], v))
@@ -123,7 +137,9 @@ def compare_with_finite_differences(device, sizes, key) -> list[Check]:
             # ⟨g, v⟩ itself nearly zero, which would turn rounding error into a false alarm.
             max_rel = max_abs / max(float(jnp.linalg.norm(grads[name])), 1e-300)
             checks.append(
-                Check(device.platform, "float64", "finite diff", name, max_abs, max_rel, FINITE_DIFFERENCE_TOLERANCE)
+                Check(
+                    device.platform, cell, "float64", "finite diff", name, max_abs, max_rel, FINITE_DIFFERENCE_TOLERANCE
+                )
             )
     return checks
 
@@ -132,18 +148,19 @@ def supports_float64(device) -> bool:
     return device.platform != "tpu"
 
 
-def verify_all_devices(sizes=(8, 16, 6, 4, 12), seed=0, devices=None) -> list[Check]:
-    """Runs every check on every device (default: all local devices of every platform)."""
+def verify_all_devices(sizes=(8, 16, 6, 4, 12), seed=0, devices=None, cells=tuple(GATES)) -> list[Check]:
+    """Runs every check for every cell on every device (default: all local devices of every platform)."""
     devices = devices if devices is not None else local_devices()
     key = jax.random.PRNGKey(seed)
     checks = []
     for device in devices:
-        checks += compare_with_autodiff(device, jnp.float32, sizes, key)
-        if supports_float64(device):
-            # float64 is switched on for this block only; global configuration is untouched.
-            with jax.enable_x64(True):
-                checks += compare_with_autodiff(device, jnp.float64, sizes, key)
-                checks += compare_with_finite_differences(device, sizes, key)
+        for cell in cells:
+            checks += compare_with_autodiff(device, jnp.float32, sizes, key, cell)
+            if supports_float64(device):
+                # float64 is switched on for this block only; global configuration is untouched.
+                with jax.enable_x64(True):
+                    checks += compare_with_autodiff(device, jnp.float64, sizes, key, cell)
+                    checks += compare_with_finite_differences(device, sizes, key, cell)
     return checks
 
 
@@ -161,10 +178,11 @@ def local_devices():
 
 
 def format_table(checks: list[Check]) -> str:
-    header = ("device", "dtype", "oracle", "argument", "max abs err", "max rel err", "tolerance", "result")
+    header = ("device", "cell", "dtype", "oracle", "argument", "max abs err", "max rel err", "tolerance", "result")
     rows = [
         (
             c.device,
+            c.cell,
             c.dtype,
             c.oracle,
             c.argument,
@@ -187,6 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", "-m", type=int, default=4, help="batch size m (default 4)")
     parser.add_argument("--steps", "-T", type=int, default=12, help="sequence length T_x (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--cells", default=",".join(GATES), help="comma-separated: vanilla, gru, lstm (default all three)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -194,8 +215,12 @@ def main(args: argparse.Namespace) -> int:
     for name, value in zip(("--n-x", "--n-a", "--n-y", "--batch", "--steps"), sizes):
         if value < 1:
             raise SystemExit(f"jaxrnn verify: {name}={value} must be a positive int")
+    cells = [cell for cell in args.cells.split(",") if cell]
+    unknown = sorted(set(cells) - set(GATES))
+    if unknown or not cells:
+        raise SystemExit(f"jaxrnn verify: --cells {args.cells!r}: choose from {list(GATES)}")
     print(f"jaxrnn verify: n_x={sizes[0]} n_a={sizes[1]} n_y={sizes[2]} m={sizes[3]} T_x={sizes[4]} seed={args.seed}")
-    checks = verify_all_devices(sizes, args.seed)
+    checks = verify_all_devices(sizes, args.seed, cells=cells)
     print(format_table(checks))
     failed = [c for c in checks if not c.passed]
     print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")

@@ -14,14 +14,22 @@ def _first_device(platform):
     return devices[0] if devices else None
 
 
-@pytest.fixture(params=PLATFORMS)
+# Device parametrisations are collected for the platforms present only (no wall of skips on a
+# CPU machine); the header says which were left out.
+PRESENT = tuple(platform for platform in PLATFORMS if _first_device(platform) is not None)
+
+
+def pytest_report_header(config):
+    absent = [platform for platform in PLATFORMS if platform not in PRESENT]
+    left_out = f"; not collected (no device): {', '.join(absent)}" if absent else ""
+    return f"jaxrnn: jax {jax.__version__}, device tests on {', '.join(PRESENT)}{left_out}"
+
+
+@pytest.fixture(params=PRESENT)
 def device(request):
-    """Each test that takes `device` runs once per platform: CPU always, GPU/TPU where present."""
-    found = _first_device(request.param)
-    if found is None:
-        pytest.skip(f"no {request.param} device")
-    with jax.default_device(found):
-        yield found
+    """Each test that takes `device` runs once per platform present: CPU, and GPU/TPU where present."""
+    with jax.default_device(_first_device(request.param)):
+        yield _first_device(request.param)
 
 
 @pytest.fixture

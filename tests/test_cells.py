@@ -279,3 +279,58 @@ def test_lstm_needs_a_pair_and_vanilla_refuses_one():
     x, _, params, _, _ = cell_problem("vanilla", jnp.float32, key=21)
     with pytest.raises(TypeError, match=r"a pair \(h, c\) is an LSTM's state: pass cell='lstm'"):
         jaxrnn.rnn(x, a0, params, layout="batch_major")
+
+
+@pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("layout", ["time_major", "seed"])
+def test_layouts_move_the_axes_only(device, cell, layout):
+    """The same numbers in every layout: outputs, final state and gradients of the batch-major
+    call with the axes moved (float32, masks and checkpoint segments on)."""
+    x, a0, params, labels, weights = cell_problem(cell, jnp.float32, key=22)
+    move = {"time_major": lambda v: jnp.swapaxes(v, 0, 1), "seed": lambda v: jnp.transpose(v, (2, 0, 1))}[layout]
+    state = (lambda v: v) if layout == "time_major" else (lambda v: v.T)
+    options = {"cell": cell, "seq_lengths": jnp.array(LENGTHS), "checkpoint_every": 3, "return_final_state": True}
+
+    def run(layout, x, a0, params):
+        a, y, final = jaxrnn.rnn(x, a0, params, layout=layout, **options)
+        return a, y, final
+
+    def loss(layout, moved, moved_state, x, a0, params):
+        a, y, final = run(layout, x, a0, params)
+        finals = jax.tree_util.tree_leaves(final)
+        return (
+            jnp.sum(moved(weights["a"]) * a)
+            + jnp.sum(moved(weights["head"]) * y)
+            + sum(jnp.sum(moved_state(w) * f) for w, f in zip(weights["final"], finals))
+        )
+
+    same = lambda v: v
+    batch = jax.jit(jax.value_and_grad(functools.partial(loss, "batch_major", same, same), argnums=(0, 1, 2)))
+    other = jax.jit(jax.value_and_grad(functools.partial(loss, layout, move, state), argnums=(0, 1, 2)))
+    moved_a0 = jax.tree_util.tree_map(state, a0)
+    value, (dx, da0, dparams) = batch(x, a0, params)
+    value_other, (dx_other, da0_other, dparams_other) = other(move(x), moved_a0, params)
+    np.testing.assert_allclose(value_other, value, rtol=TOLERANCE[jnp.float32])
+    assert_trees_close((dx_other, da0_other, dparams_other), (move(dx), jax.tree_util.tree_map(state, da0), dparams),
+                       TOLERANCE[jnp.float32])  # fmt: skip
+
+
+@pytest.mark.parametrize("cell", GATED)
+def test_bidirectional_stack_with_dropout_equals_autodiff(x64, cell):
+    """Two bidirectional layers with dropout between them, masks and final states: every
+    recurrence on the hand-derived backward against `gradient="autodiff"`, and against central
+    differences (the dropout key fixed), float64."""
+    layers = jaxrnn.init_stack(jax.random.key(4), N_X, N_A, num_layers=2, bidirectional=True, cell=cell,
+                               dtype=jnp.float64, initialization="pytorch")  # fmt: skip
+    x, _, _, _, weights = cell_problem(cell, jnp.float64, key=23)
+    options = {"cell": cell, "seq_lengths": jnp.array(LENGTHS), "dropout": 0.3, "key": jax.random.key(5)}
+
+    def loss(layers, gradient):
+        a, _, finals = jaxrnn.rnn_stack(x, None, layers, gradient=gradient, return_final_state=True, **options)
+        w = jnp.concatenate([weights["a"], weights["a"][..., ::-1]], axis=-1)
+        return jnp.sum(w * a) + sum(jnp.sum(jnp.cos(f)) for f in jax.tree_util.tree_leaves(finals))
+
+    hand = jax.jit(jax.grad(functools.partial(loss, gradient="hand")))(layers)
+    auto = jax.jit(jax.grad(functools.partial(loss, gradient="autodiff")))(layers)
+    assert_trees_close(hand, auto, TOLERANCE[jnp.float64])
+    jax.test_util.check_grads(lambda layers: loss(layers, "hand"), (layers,), order=1, modes=("rev",), eps=1e-6)

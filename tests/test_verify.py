@@ -17,10 +17,11 @@ def test_verify_command_passes(capsys):
     out = capsys.readouterr().out
     assert status == 0
     platform = jax.devices()[0].platform
-    if platform != "tpu":
-        assert f"| {platform:<6} | float64 | finite diff" in out
+    for cell in ("vanilla", "gru", "lstm"):
+        if platform != "tpu":
+            assert f"| {platform:<6} | {cell:<7} | float64 | finite diff" in out
     assert "FAIL" not in out
-    for name in ("x", "a0", "Wax", "Waa", "Wya", "ba", "by"):
+    for name in ("x", "a0", "h0", "c0", "Wax", "Waa", "Wya", "ba", "bhn", "by"):
         assert f"| {name} " in out
 
 
@@ -43,14 +44,15 @@ def _bwd(vjp, cotangents):
 _slightly_wrong_rnn.defvjp(_fwd, _bwd)
 
 
-def _slightly_wrong_layer(x, a0, params, *, layout):
-    assert layout == "seed"
+def _slightly_wrong_layer(x, a0, params, *, layout, cell):
+    assert layout == "seed" and cell == "vanilla"
     return _slightly_wrong_rnn(x, a0, params)
 
 
 def test_verify_catches_a_wrong_gradient(monkeypatch, capsys):
     monkeypatch.setattr(jaxrnn.verify, "rnn", _slightly_wrong_layer)
-    status = jaxrnn.cli.main(["verify", "--n-x", "3", "--n-a", "4", "--n-y", "2", "--batch", "2", "--steps", "5"])
+    arguments = ["--n-x", "3", "--n-a", "4", "--n-y", "2", "--batch", "2", "--steps", "5", "--cells", "vanilla"]
+    status = jaxrnn.cli.main(["verify", *arguments])
     out = capsys.readouterr().out
     assert status == 1
     failing = [line for line in out.splitlines() if "FAIL" in line]

@@ -340,7 +340,7 @@ print("its padded outputs are zero:", bool(jnp.all(a_padded[:, 1, 3:] == 0)))
 sizes = (n_x, n_a, n_y, m, T)
 device = jax.devices()[0]
 key = jax.random.PRNGKey(2)
-checks = jaxrnn.verify.compare_with_autodiff(device, jnp.float64, sizes, key)
+checks = jaxrnn.verify.compare_with_autodiff(device, jnp.float64, sizes, key, "vanilla")
 checks += jaxrnn.verify.compare_with_finite_differences(device, sizes, key)
 print(jaxrnn.verify.format_table(checks))
 print("all passed:", all(c.passed for c in checks))
