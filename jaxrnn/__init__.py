@@ -18,7 +18,7 @@ from jaxrnn._diagnostics import GradientsThroughTime, gradients_through_time
 from jaxrnn._equinox_interop import from_equinox, to_equinox
 from jaxrnn._flax import from_flax, to_flax
 from jaxrnn._jvp import rnn_jvp
-from jaxrnn._params import init_parameters, init_stack
+from jaxrnn._params import init_parameters, init_stack, weight_decay_mask
 from jaxrnn._rnn import (
     rnn,
     rnn_autodiff,
@@ -57,4 +57,14 @@ __all__ = [
     "to_flax",
     "to_torch",
     "to_torch_hidden",
+    "weight_decay_mask",
 ]
+
+
+def __getattr__(name: str):
+    """`jaxrnn.nnx` and `jaxrnn.equinox` on first use, so `import jaxrnn` imports neither Flax nor Equinox."""
+    if name in ("nnx", "equinox"):
+        import importlib
+
+        return importlib.import_module(f"jaxrnn.{name}")
+    raise AttributeError(f"module 'jaxrnn' has no attribute {name!r}")

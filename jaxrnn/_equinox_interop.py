@@ -51,8 +51,9 @@ def from_equinox(cells):
     model can keep Equinox cells as its parameters and run them through `rnn_stack`.
 
     Raises:
-      what jaxrnn cannot compute: another module, a subclass with its own `__call__`, cells of
-      different kinds.
+      TypeError: another module than an Equinox GRU or LSTM cell, or a subclass with its own
+        `__call__` (what jaxrnn cannot compute).
+      ValueError: cells of different kinds, or no cells.
     """
     fn = "from_equinox"
     structure = _structure(fn, cells, "cells")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,6 +66,16 @@ def init_parameters(
             raise ValueError(f"{fn}: identity_scale sets the vanilla cell's Waa (IRNN); cell={cell.name!r} has gates")
         if isinstance(identity_scale, bool) or not isinstance(identity_scale, (int, float)):
             raise TypeError(f"{fn}: identity_scale must be a float or None; received {type(identity_scale).__name__}")
+    scale = None if identity_scale is None else float(identity_scale)
+    drawn = _draw(key, cell.name, int(n_x), int(n_a), None if n_y is None else int(n_y), dtype, initialization, scale)
+    order = ("Wax", "Waa", "ba", *cell.extra_biases, "Wya", "by")  # jit returns dicts sorted by key
+    return {k: drawn[k] for k in order if k in drawn}
+
+
+@functools.partial(jax.jit, static_argnums=range(1, 8))
+def _draw(key, cell_name, n_x, n_a, n_y, dtype, initialization, identity_scale):
+    """The draws, compiled once per set of sizes (op by op they take seconds for a first call)."""
+    cell = _cells.get(cell_name)
     # Drawn in at least float32 (QR has no bfloat16 kernel), then cast.
     draw = accumulation_dtype(dtype)
     k_ax, k_aa, k_ya = jax.random.split(key, 3)
@@ -160,3 +172,24 @@ def _positive_int(fn, name, size):
         raise TypeError(f"{fn}: {name}={size!r} must be a positive int; received {type(size).__name__}")
     if size < 1:
         raise ValueError(f"{fn}: {name}={size!r} must be a positive int")
+
+
+MATRICES = ("Wax", "Waa", "Wya")
+
+
+def weight_decay_mask(parameters):
+    """Which parameters weight decay should touch: `True` for the weight matrices `Wax`, `Waa`,
+    `Wya`, `False` for the biases (`ba`, the GRU's `bhn`, `by`) and anything else, in the same
+    structure as `parameters` — a layer's dict, a stack's list (pairs for bidirectional layers),
+    or any pytree holding such dicts, e.g. a model's parameters with a learned initial state.
+
+    For `optax.adamw(learning_rate, weight_decay=..., mask=jaxrnn.weight_decay_mask)`: optax calls
+    it with the parameters (decaying biases pulls them towards zero for no gain, which is why
+    PyTorch users group them apart).
+    """
+
+    def is_matrix(path, _leaf):
+        last = path[-1] if path else None
+        return isinstance(last, jax.tree_util.DictKey) and last.key in MATRICES
+
+    return jax.tree_util.tree_map_with_path(is_matrix, parameters)

@@ -123,9 +123,10 @@ def rnn_cross_entropy(
     `dL/do_t = g_t c_t ⊙ (softmax(o_t) − onehot(label_t))` followed by the core backward.
     No `(T, m, n_y)` array is kept between the passes.
 
+    `x`, `a0`, `seq_lengths`, `reverse`, `nonlinearity`, `layout`, `checkpoint_every`, `gradient`,
+    `return_final_state` and `cell` are as in `rnn`.
+
     Args:
-      x, a0, seq_lengths, reverse, nonlinearity, layout, checkpoint_every, gradient,
-        return_final_state, cell: as in `rnn`.
       parameters: the cell's and the head's `Wya`, `by`.
       labels: integer class indices in `[0, n_y)`: `(B, T)` batch-major (`(*batch, T)`),
         `(T, B)` time-major, `(m, T_x)` in the seed layout.

@@ -107,7 +107,8 @@ def from_torch(
       `b_hn` — and `to_torch(layers, like=...)` writes them back.
 
     Raises:
-      what jaxrnn cannot compute: an `nn.LSTM` with `proj_size > 0`, other modules.
+      ValueError: what jaxrnn cannot compute: an `nn.LSTM` with `proj_size > 0`.
+      TypeError: a module other than `nn.RNN`, `nn.GRU`, `nn.LSTM` or a state dict.
     """
     fn = "from_torch"
     source = _read(fn, module_or_state_dict, cell, nonlinearity, batch_first)

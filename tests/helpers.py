@@ -71,3 +71,28 @@ class _SeedLayout:
 
 
 seed = _SeedLayout()
+
+
+def pairwise_fast(grid, fast):
+    """`grid` (tuples of parameter values) as `pytest.param`s, those not in `fast` marked slow: the
+    default run checks the `fast` cases (chosen so every pair of option values meets at least
+    once), `pytest -m ""` (CI) the whole grid, with no case run twice."""
+    import pytest
+
+    fast = set(fast)
+    missing = fast - set(grid)
+    assert not missing, f"fast cases outside the grid: {sorted(missing, key=str)}"
+    return [case if case in fast else pytest.param(*case, marks=pytest.mark.slow) for case in grid]
+
+
+def covers_every_pair(cases, grid):
+    """Whether `cases` contain every pair of values of any two options that occurs in `grid`."""
+    pairs = lambda rows: {(i, a, j, b) for row in rows for i, a in enumerate(row) for j, b in enumerate(row) if i < j}
+    return pairs(grid) <= pairs(cases)
+
+
+def fast_and_slow(cases, fast_indices):
+    """`cases` as `pytest.param`s, all but those at `fast_indices` marked slow."""
+    import pytest
+
+    return [case if i in fast_indices else pytest.param(*case, marks=pytest.mark.slow) for i, case in enumerate(cases)]

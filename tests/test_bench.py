@@ -99,7 +99,7 @@ def test_a_wrong_variant_fails_the_command(tmp_path, monkeypatch, capsys):
 def test_seed_scan_equals_the_library_forward():
     tiny = problem.make_problem(TINY)
     a, y = variants.seed_scan(tiny.x, tiny.a0, tiny.params)
-    a_ref, y_ref = jaxrnn.rnn_autodiff(tiny.x, tiny.a0, tiny.params)
+    a_ref, y_ref = jaxrnn.rnn_autodiff(tiny.x, tiny.a0, tiny.params, layout="seed")
     np.testing.assert_allclose(a, a_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
 
@@ -114,6 +114,7 @@ def test_sweep_around_r1_is_the_published_one():
     ]
 
 
+@pytest.mark.slow  # three cells x two workloads x sweep x training throughput
 def test_bench_command_writes_both_workloads_the_sweep_training_json_and_plot(tmp_path, capsys):
     out = tmp_path / "results"
     arguments = ["--configs", "3:5:4:2:6", "--variants", "hand", "--repeats", "2", "--sweep", "--train"]
@@ -191,6 +192,7 @@ def test_unwritable_output_folder(tmp_path):
             jaxrnn.cli.main(["bench", "--configs", "3:5:4:2:6", "--out", str(locked)])
 
 
+@pytest.mark.slow  # every table of the accelerator script, on the CPU
 def test_gpu_check_script_dry_run(tmp_path):
     """The accelerator script's steps, on the CPU at tiny sizes (its --dry-run): masks, stacks and
     bidirectional layers, PyTorch, bfloat16, linearity and compile time included."""

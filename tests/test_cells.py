@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jax.test_util
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close
+from helpers import TOLERANCE, assert_trees_close, covers_every_pair, pairwise_fast
 
 import jaxrnn
 
@@ -110,13 +110,11 @@ def _every_option(cell, reverse, lengths, checkpoint_every, head, dtype):
     assert_trees_close(hand, auto, TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize(("cell", "reverse", "lengths", "checkpoint_every", "head"), FAST)
-def test_options_equal_autodiff_float64(x64, cell, reverse, lengths, checkpoint_every, head):
-    _every_option(cell, reverse, lengths, checkpoint_every, head, jnp.float64)
+def test_the_fast_cases_cover_every_pair_of_options():
+    assert covers_every_pair([case[1:] for case in FAST], [case[1:] for case in OPTION_GRID])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("cell", "reverse", "lengths", "checkpoint_every", "head"), OPTION_GRID)
+@pytest.mark.parametrize(("cell", "reverse", "lengths", "checkpoint_every", "head"), pairwise_fast(OPTION_GRID, FAST))
 def test_every_option_equals_autodiff_float64(x64, cell, reverse, lengths, checkpoint_every, head):
     _every_option(cell, reverse, lengths, checkpoint_every, head, jnp.float64)
 

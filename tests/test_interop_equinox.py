@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, relative_error
+from helpers import TOLERANCE, fast_and_slow, relative_error
 
 import jaxrnn
 
@@ -91,7 +91,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("cell", "kinds", "use_bias", "lengths", "dtype"), CASES)
+# The default run: a bidirectional GRU stack with lengths (float64), an LSTM stack without biases (float64) and
+# one with a bidirectional top in float32; the rest with `-m ""`.
+@pytest.mark.parametrize(("cell", "kinds", "use_bias", "lengths", "dtype"), fast_and_slow(CASES, {1, 6, 7}))
 def test_imported_cells_compute_the_same_numbers(device, cell, kinds, use_bias, lengths, dtype):
     if dtype == "float64" and device.platform == "tpu":
         pytest.skip("no float64 on TPU")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close, random_problem, seed
+from helpers import TOLERANCE, assert_trees_close, covers_every_pair, pairwise_fast, random_problem, seed
 
 N_X, N_A, N_Y, M, T = 3, 5, 4, 4, 7
 LENGTHS = (7, 0, 3, 5)  # full, empty, and two in between
@@ -67,7 +67,26 @@ CASES = list(
 )
 
 
-@pytest.mark.parametrize(("reverse", "nonlinearity", "lengths", "checkpoint_every", "head"), CASES)
+# Every pair of option values at least once: the default run; the whole grid runs with `-m ""`.
+PAIRWISE = [
+    (False, "tanh", None, None, "softmax"),
+    (False, "relu", LENGTHS, 3, None),
+    (True, "tanh", None, 3, "cross_entropy"),
+    (True, "relu", LENGTHS, None, "softmax"),
+    (False, "tanh", LENGTHS, None, "cross_entropy"),
+    (True, "tanh", None, None, None),
+    (False, "relu", None, None, "cross_entropy"),
+    (False, "tanh", None, 3, "softmax"),
+]
+
+
+def test_the_fast_cases_cover_every_pair_of_options():
+    assert covers_every_pair(PAIRWISE, CASES)
+
+
+@pytest.mark.parametrize(
+    ("reverse", "nonlinearity", "lengths", "checkpoint_every", "head"), pairwise_fast(CASES, PAIRWISE)
+)
 def test_every_option_equals_autodiff_float64(x64, reverse, nonlinearity, lengths, checkpoint_every, head):
     x, a0, params, labels, weights = problem(jnp.float64, head)
     options = {"reverse": reverse, "nonlinearity": nonlinearity, "checkpoint_every": checkpoint_every}
@@ -130,9 +149,14 @@ def one_example(v, i, length):
     return v[:, i : i + 1, :length] if v.ndim == 3 else v[:, i : i + 1]
 
 
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("checkpoint_every", [None, 3])
-@pytest.mark.parametrize("head", ["softmax", "cross_entropy"])
+PADDED_CASES = list(itertools.product(["softmax", "cross_entropy"], [None, 3], [False, True]))  # head, every, reverse
+
+
+@pytest.mark.parametrize(
+    ("head", "checkpoint_every", "reverse"),
+    pairwise_fast(PADDED_CASES, [("softmax", 3, True), ("cross_entropy", None, False), ("softmax", None, False),
+                                 ("cross_entropy", 3, True)]),
+)  # fmt: skip
 def test_padded_batch_equals_each_sequence_alone(x64, reverse, checkpoint_every, head):
     """Outputs, final states and gradients of a padded batch equal those of every sequence
     run alone, unpadded; padding outputs are zero and padded inputs get exactly zero gradient."""

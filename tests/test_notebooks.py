@@ -40,6 +40,7 @@ def test_committed_notebook_is_built_from_its_source_with_outputs(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow  # each notebook executes end to end (20-60 s); the built notebooks are checked by default
 def test_notebook_runs_top_to_bottom(name, tmp_path):
     """Executes a copy, with its outputs cleared, in a fresh kernel; a failing cell raises CellExecutionError."""
     copy = tmp_path / f"{name}.ipynb"

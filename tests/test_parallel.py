@@ -139,7 +139,7 @@ def test_two_processes_train_like_one(tmp_path):
     assert relative_error(two.validation, one.validation) <= TOLERANCE[jnp.float32]
 
 
-@pytest.mark.parametrize("fault", ["other-data", "no-data"])
+@pytest.mark.parametrize("fault", ["other-data", pytest.param("no-data", marks=pytest.mark.slow)])
 def test_a_process_with_other_or_no_data_stops_every_process_with_a_clear_error(tmp_path, fault):
     for i in range(2):
         (tmp_path / str(i)).mkdir()
@@ -182,7 +182,10 @@ def at_step_10(action):
 
 @pytest.mark.parametrize(
     ("signum", "status", "said"),
-    [(signal.SIGINT, 130, "interrupted (SIGINT) at step"), (signal.SIGTERM, 143, "terminated (SIGTERM) at step")],
+    [
+        pytest.param(signal.SIGINT, 130, "interrupted (SIGINT) at step", marks=pytest.mark.slow),
+        (signal.SIGTERM, 143, "terminated (SIGTERM) at step"),
+    ],
     ids=["SIGINT", "SIGTERM"],
 )
 def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_path, signum, status, said):
@@ -195,7 +198,7 @@ def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_pat
     assert 10 <= step < 1_000_000 and f"{said} {step};" in outputs[0], outputs
 
 
-@pytest.mark.parametrize("victim", [1, 0], ids=["worker", "coordinator"])
+@pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.slow)], ids=["worker", "coordinator"])
 def test_a_killed_process_ends_the_others_at_once_with_one_line_and_the_run_resumes(tmp_path, victim):
     processes = start_processes(tmp_path, lambda i: endless_flags(tmp_path))
     killed = []

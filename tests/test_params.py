@@ -46,3 +46,29 @@ def test_bad_arguments():
         jaxrnn.init_parameters(jax.random.PRNGKey(0), 3, 4, 2, jnp.float64)
     with pytest.raises(TypeError, match=r"init_parameters: dtype=int32 is not a floating dtype"):
         jaxrnn.init_parameters(jax.random.PRNGKey(0), 3, 4, 2, jnp.int32)
+
+
+def test_weight_decay_mask_decays_the_matrices_only():
+    """With `optax.adamw(mask=jaxrnn.weight_decay_mask)` and zero gradients, one step moves each matrix by
+    −lr·wd·W and leaves every bias (and a learned initial state) exactly where it was."""
+    import optax
+
+    layers = jaxrnn.init_stack(
+        jax.random.PRNGKey(2), 3, 4, num_layers=2, bidirectional=True, cell="gru", initialization="pytorch"
+    )
+    params = {"layers": layers, "a0": jnp.ones(4), "head": {"Wya": jnp.ones((2, 8)), "by": jnp.ones((2, 1))}}
+    mask = jaxrnn.weight_decay_mask(params)
+    flat = {jax.tree_util.keystr(path): decay for path, decay in jax.tree_util.tree_flatten_with_path(mask)[0]}
+    assert {path.rsplit("['", 1)[-1][:-2] for path, decay in flat.items() if decay} == {"Wax", "Waa", "Wya"}
+    assert not flat["['a0']"] and not flat["['head']['by']"]
+    optimizer = optax.adamw(0.1, weight_decay=0.5, mask=jaxrnn.weight_decay_mask)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    with jax.numpy_dtype_promotion("standard"):  # optax's own arithmetic mixes Python floats and int32 counts
+        updates, _ = optimizer.update(zeros, optimizer.init(params), params)
+    for (path, update), decay, value in zip(
+        jax.tree_util.tree_flatten_with_path(updates)[0],
+        jax.tree_util.tree_leaves(mask),
+        jax.tree_util.tree_leaves(params),
+    ):
+        expected = -0.1 * 0.5 * value if decay else jnp.zeros_like(value)
+        np.testing.assert_allclose(update, expected, rtol=1e-6, err_msg=jax.tree_util.keystr(path))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import fast_and_slow
 
 import jaxrnn
 
@@ -94,7 +95,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("cell", "num_layers", "bidirectional", "nonlinearity", "batch_first", "packed"), CASES)
+# The default run: packed, bidirectional and deep stacks of each cell; the rest with `-m ""`.
+@pytest.mark.parametrize(
+    ("cell", "num_layers", "bidirectional", "nonlinearity", "batch_first", "packed"),
+    fast_and_slow(CASES, {8, 1, 5, 14}),
+)
 def test_stack_equals_torch(x64, cell, num_layers, bidirectional, nonlinearity, batch_first, packed):
     torch.manual_seed(num_layers * 10 + bidirectional)
     directions = 2 if bidirectional else 1

@@ -60,7 +60,7 @@ def test_verify_catches_a_wrong_gradient(monkeypatch, capsys):
 
 
 def test_python_dash_m_entry_point():
-    tiny = ["--n-x", "1", "--n-a", "2", "--n-y", "2", "--batch", "1", "--steps", "2"]
+    tiny = ["--n-x", "1", "--n-a", "2", "--n-y", "2", "--batch", "1", "--steps", "2", "--cells", "lstm"]
     result = subprocess.run([sys.executable, "-m", "jaxrnn", "verify", *tiny], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "0 failed" in result.stdout

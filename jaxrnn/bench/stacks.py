@@ -126,7 +126,7 @@ def _flax_variant(problem: StackProblem, dtype, device) -> Variant:
         return jnp.sum(model.apply(variables, x, carries).astype(jnp.float32) * g_a)
 
     step, value, (dvariables, dx, dcarries), temp = compiled_step(loss, (variables, x, carries, g_a))
-    dlayers, _ = from_flax(_as_numpy(dvariables), time_major=True)
+    dlayers, _ = from_flax(_as_numpy(dvariables), time_major=True, merge_fn="concatenate")
     return Variant("flax", step, value, temp, _as_numpy((dx, dcarries, dlayers)))
 
 

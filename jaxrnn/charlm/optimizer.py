@@ -16,9 +16,9 @@ import jax
 import numpy as np
 import optax
 
+from jaxrnn import weight_decay_mask
 from jaxrnn.charlm.config import TrainConfig
 
-DECAYED = ("Wax", "Waa", "Wya")  # AdamW's weight decay: the matrices, not the biases or the initial state
 FINAL_LEARNING_RATE = 0.1  # the cosine ends at this fraction of the peak
 
 
@@ -44,8 +44,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     }[config.clip]
     schedule = learning_rate_schedule(config)
     if config.optimizer == "adamw":
-        decay_matrices = lambda params: {name: name in DECAYED for name in params}
-        update = optax.adamw(schedule, b2=config.beta2, weight_decay=config.weight_decay, mask=decay_matrices)
+        update = optax.adamw(schedule, b2=config.beta2, weight_decay=config.weight_decay, mask=weight_decay_mask)
     elif config.optimizer == "adam":
         update = optax.adam(schedule, b2=config.beta2)
     else:
