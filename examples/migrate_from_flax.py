@@ -5,7 +5,11 @@ moves into `jaxrnn.rnn_stack` â€” whose gradient is the hand-derived backward â€
 steps with optax, and `jaxrnn.to_flax` writes the result back into a copy of the Flax model.
 Two things differ from Flax's conventions: an LSTM's carry is `(c, h)` in Flax and
 `LSTMState(h, c)` in jaxrnn, and `nnx.GRUCell` has no `b_hn`, so jaxrnn's `bhn` stays zero
-while training (its gradient is masked) to go back. Run:
+while training (its gradient is masked) to go back.
+
+Or keep the Flax model and swap its layers: `jaxrnn.nnx.RNN` and `jaxrnn.nnx.Bidirectional`
+take the same cells, arguments and carries as `nnx.RNN` and `nnx.Bidirectional`, and
+differentiate the cells' own parameters by hand (`drop_in`). Run:
 
     python examples/migrate_from_flax.py
 """
@@ -84,8 +88,25 @@ def migrate(name):
     return errors
 
 
+def drop_in(name):
+    """The same stack with jaxrnn's layers on the same cells: outputs and the cells' gradients."""
+    flax = flax_model(CELLS[name], seed=0)
+    both, top = flax.layers
+    ours = nnx.Sequential(  # nnx.RNN -> jaxrnn.nnx.RNN, nnx.Bidirectional -> jaxrnn.nnx.Bidirectional
+        jaxrnn.nnx.Bidirectional(jaxrnn.nnx.RNN(both.forward_rnn.cell), jaxrnn.nnx.RNN(both.backward_rnn.cell)),
+        jaxrnn.nnx.RNN(top.cell),
+    )
+    x = jax.random.normal(jax.random.key(1), (B, T, N_X))
+    loss = lambda model: jnp.mean(model(x) ** 2)
+    grads = [nnx.state(nnx.grad(loss)(model), nnx.Param) for model in (ours, flax)]
+    return {
+        f"{name} drop-in outputs": float(np.max(np.abs(ours(x) - flax(x)))),
+        f"{name} drop-in gradients": max(float(np.max(np.abs(a - b))) for a, b in zip(*map(jax.tree.leaves, grads))),
+    }
+
+
 def main():
-    return {key: error for name in CELLS for key, error in migrate(name).items()}
+    return {key: error for name in CELLS for run in (migrate, drop_in) for key, error in run(name).items()}
 
 
 if __name__ == "__main__":

@@ -20,11 +20,17 @@ LSTM cells on the recurrent denses only, and their carry is `(c, h)` where jaxrn
 `gate_fn=sigmoid` and `activation_fn=tanh`; others are refused.
 
 A layer is an `nnx.RNN(cell)`, an `nnx.Bidirectional` of two of them (outputs concatenated
-forward first, as in `rnn_stack`), or a bare cell; a stack is an `nnx.Sequential` or a list of
-layers, bottom first. Linen variables (`model.init(...)`) of `nn.RNN`, `nn.Bidirectional` and
+forward first, as in `rnn_stack`; both may share one cell), or a bare cell; a stack is an
+`nnx.Sequential` or a list of layers, bottom first. Linen variables (`model.init(...)`) of
+`nn.RNN`, `nn.Bidirectional` (a shared cell appears under `forward_rnn` alone) and
 `nn.Sequential` (`layers_0`, `layers_1`, …) are read by their parameter names; their
-activations and time axis are not in the variables, so they come from the keywords (Flax's
-defaults). flax is imported only where an NNX module is handled.
+activations, time axis and `merge_fn` are not in the variables, so they come from the keywords
+(`merge_fn` has no default: it must be stated). flax is imported only where an NNX module is
+handled.
+
+Reading is array operations only, so it also runs on traced weights: inside `nnx.jit` or
+`nnx.grad` on a module, under `jax.jit` on Linen variables (`jaxrnn.nnx.RNN(cell)` reads its
+Flax cell this way on every call, so gradients reach the cell's `nnx.Param`s).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _validate
-from jaxrnn._interop import GATES, cell_of_layers, check_shape, gate_biases, split_gate_biases
+from jaxrnn._interop import GATES, cell_of_layers, check_shape, gate_biases, host_array, split_gate_biases
 
 _ACTIVATIONS = {jnp.tanh: "tanh", jax.nn.relu: "relu"}
 _LINEN_LAYER = re.compile(r"layers_(\d+)")
@@ -65,11 +71,21 @@ class _Cell(NamedTuple):
 
 
 class _Layer(NamedTuple):
-    cells: list  # one _Cell, or two (forward, backward)
+    """One layer: its cells (one, or two: forward, backward — the same one when shared), its time
+    axis and, for two, how their outputs merge (None where the source does not say: Linen)."""
+
+    cells: list
     time_major: bool | None
+    merge: str | None = None
 
 
-def from_flax(module_or_variables, *, nonlinearity: str | None = None, time_major: bool | None = None):
+def from_flax(
+    module_or_variables,
+    *,
+    nonlinearity: str | None = None,
+    time_major: bool | None = None,
+    merge_fn: Any = None,
+):
     """The weights of a Flax RNN as `rnn_stack` layers, with the options that run them.
 
     Args:
@@ -83,6 +99,10 @@ def from_flax(module_or_variables, *, nonlinearity: str | None = None, time_majo
         Gated cells: tanh only.
       time_major: the time axis for Linen variables and bare cells (default False, Flax's);
         an NNX `RNN`'s own setting is used, and a different value here raises.
+      merge_fn: how a bidirectional layer merges its two directions: `"concatenate"` (or Flax's
+        default function itself), the only merge `rnn_stack` computes; other values raise.
+        Required for Linen variables holding an `nn.Bidirectional`, which do not record it; an
+        NNX `Bidirectional`'s own `merge_fn` is read (and refused unless it concatenates).
 
     Returns:
       `(layers, options)` as `from_torch` returns them: `layers` a list, bottom first, of
@@ -96,11 +116,17 @@ def from_flax(module_or_variables, *, nonlinearity: str | None = None, time_majo
       what jaxrnn cannot compute: another cell (`MGUCell`, `ConvLSTMCell`, a subclass with its
       own `__call__`), `residual=True`, a `gate_fn` other than sigmoid, an activation other than
       tanh (and ReLU for `SimpleCell`), layers of different cells, a unidirectional
-      `reverse=True` layer (convert its cell and call `jaxrnn.rnn(..., reverse=True)`), a custom
-      `merge_fn`.
+      `reverse=True` layer (convert its cell and call `jaxrnn.rnn(..., reverse=True)`, or run
+      it in `jaxrnn.nnx.RNN(cell, reverse=True)`), a custom `merge_fn`, Linen variables of a
+      Bidirectional without `merge_fn=`.
     """
-    fn = "from_flax"
-    stack = _stack(fn, module_or_variables, "module")
+    return read("from_flax", module_or_variables, "module", nonlinearity, time_major, merge_fn)
+
+
+def read(fn: str, source: Any, name: str, nonlinearity=None, time_major=None, merge_fn=None):
+    """`from_flax`, its messages naming `fn` and `source` as `name` (e.g. `jaxrnn.nnx.RNN`'s cell)."""
+    stack = _stack(fn, source, name)
+    _merge(fn, stack, merge_fn)
     cell = _agree(fn, "cell", {c.cell for layer in stack for c in layer.cells}, None, None)
     found = {c.nonlinearity for layer in stack for c in layer.cells} - {None}
     nonlinearity = _agree(fn, "nonlinearity", found, nonlinearity, "tanh")
@@ -154,9 +180,55 @@ def to_flax(layers, like):
             f"layers has {len(layers)} with directions {[len(layer) for layer in layers]}"
         )
     for l, (layer, params_pair) in enumerate(zip(stack, layers)):
+        if len(params_pair) == 2 and _shared(layer):
+            forward, backward = params_pair
+            if any(not np.array_equal(forward[k], backward[k]) for k in forward):
+                raise ValueError(
+                    f"{fn}: like's {layer.cells[0].path} is one cell shared by both directions of a bidirectional "
+                    f"layer; layers[{l}][0] and layers[{l}][1] differ, so it cannot hold both"
+                )
         for d, (c, params) in enumerate(zip(layer.cells, params_pair)):
             _write_cell(fn, c, params, f"layers[{l}][{d}]" if len(params_pair) == 2 else f"layers[{l}]")
     return copy
+
+
+def _shared(layer: _Layer) -> bool:
+    """Whether a bidirectional layer's two directions are one cell (one set of weights)."""
+    forward, backward = layer.cells
+    return forward.inputs[0][1] is backward.inputs[0][1]
+
+
+def _merge(fn: str, stack: list[_Layer], merge_fn: Any) -> None:
+    """Checks that every bidirectional layer concatenates its directions: an NNX module's own
+    `merge_fn` (`_nnx_layer` refuses others), and for Linen variables, which do not record it,
+    the `merge_fn` given — there is no default to guess."""
+    if merge_fn is not None:
+        _check_merge_fn(fn, merge_fn)
+        return
+    for layer in stack:
+        if len(layer.cells) == 2 and layer.merge is None:
+            where = layer.cells[0].path.split("['forward_rnn']")[0]
+            raise ValueError(
+                f"{fn}: {where} is a Linen nn.Bidirectional, whose merge_fn the variables do not record; "
+                f'pass merge_fn="concatenate" if it is Flax\'s default (the only merge rnn_stack computes)'
+            )
+
+
+def _check_merge_fn(fn: str, merge_fn: Any) -> None:
+    """`merge_fn` must concatenate: the string `"concatenate"` or Flax's default merge function."""
+    if isinstance(merge_fn, str) and merge_fn == "concatenate":
+        return
+    if callable(merge_fn):
+        from flax.linen.recurrent import _concatenate as linen_concatenate
+        from flax.nnx.nn.recurrent import _concatenate as nnx_concatenate
+
+        if merge_fn is linen_concatenate or merge_fn is nnx_concatenate:
+            return
+    raise ValueError(
+        f"{fn}: merge_fn={_name(merge_fn)}; rnn_stack concatenates the two directions (Flax's default "
+        f'merge_fn, merge_fn="concatenate"), and nothing else: convert each direction on its own and merge them '
+        f"in jaxrnn.nnx.Bidirectional(forward_rnn, backward_rnn, merge_fn=...)"
+    )
 
 
 def _agree(fn: str, name: str, found: set, given: Any, default: Any) -> Any:
@@ -197,9 +269,10 @@ def _stack(fn: str, source: Any, name: str) -> list[_Layer]:
 
 
 def _linen_layer(fn: str, path: str, params: Mapping) -> _Layer:
-    if "forward_rnn" in params and "backward_rnn" in params:
-        cells = [_linen_layer(fn, f"{path}['{d}']", params[d]).cells[0] for d in ("forward_rnn", "backward_rnn")]
-        return _Layer(cells, None)
+    if set(params) in ({"forward_rnn", "backward_rnn"}, {"forward_rnn"}):  # forward_rnn alone: one shared cell
+        directions = ("forward_rnn", "backward_rnn" if "backward_rnn" in params else "forward_rnn")
+        cells = [_linen_layer(fn, f"{path}['{d}']", params[d]).cells[0] for d in directions]
+        return _Layer(cells, None, None)
     if "cell" in params:
         path, params = f"{path}['cell']", params["cell"]
     found = next((cell for cell, names in _LINEN_CELLS.items() if set(params) == {*names[0], *names[1]}), None)
@@ -224,7 +297,7 @@ def _nnx_layer(fn: str, path: str, module: Any) -> _Layer:
                 f"concatenates the two directions (Flax's default merge_fn), and nothing else"
             )
         cells = [_nnx_cell(fn, f"{path}.{d}", getattr(module, d), nnx) for d in ("forward_rnn", "backward_rnn")]
-        return _Layer(cells, module.time_major)
+        return _Layer(cells, module.time_major, "concatenate")
     if isinstance(module, nnx.RNN):
         if module.reverse:
             raise ValueError(
@@ -337,7 +410,7 @@ def _bias_blocks(denses: list, G: int, n_a: int) -> list:
     blocks = []
     for _, dense in denses:
         bias = _get(dense, "bias")
-        blocks += [None if bias is None else np.asarray(bias)[k * n_a : (k + 1) * n_a] for k in range(G // len(denses))]
+        blocks += [None if bias is None else host_array(bias)[k * n_a : (k + 1) * n_a] for k in range(G // len(denses))]
     return blocks
 
 

@@ -23,6 +23,9 @@ gate by gate:
 
 A gate with a single bias takes its `ba` block as it is (exact), as do the GRU's `b_in` and
 `b_hn`; a gate without biases takes `0` and refuses any other value.
+
+Reading sums in numpy when the weights are concrete, and in `jax.numpy` when they are traced
+(under `jit` or `grad`, e.g. a Flax model read inside `nnx.jit`): the same one rounding either way.
 """
 
 from __future__ import annotations
@@ -103,10 +106,26 @@ def cell_of_layers(fn: str, layers: Any, cell: str | None = None, name: str = "l
     return cell_option(fn, cell, found, f"{name} (Waa.shape={shape}{', bhn' if found == 'gru' else ''})")
 
 
-def combine_biases(input_bias: np.ndarray | None, hidden_bias: np.ndarray | None, n_a: int, dtype) -> np.ndarray:
-    """One gate's `ba (n_a,)` = the sum of whichever biases it has (zeros when it has none)."""
+def _is_traced(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def host_array(value: Any):
+    """A concrete array as numpy (the readers' arithmetic), a traced one as it is."""
+    return value if _is_traced(value) else np.asarray(value)
+
+
+def _array_module(*arrays):
+    """numpy for concrete arrays, `jax.numpy` where any is traced."""
+    return jnp if any(_is_traced(a) for a in arrays) else np
+
+
+def combine_biases(input_bias, hidden_bias, n_a: int, dtype):
+    """One gate's `ba (n_a,)` = the sum of whichever biases it has (zeros when it has none);
+    numpy or `jax.numpy` arrays (traced ones under `jit`)."""
+    xp = _array_module(input_bias, hidden_bias)
     if input_bias is not None and hidden_bias is not None:
-        return np.add(input_bias.astype(dtype), hidden_bias.astype(dtype))  # rounded once, in `dtype`
+        return xp.add(input_bias.astype(dtype), hidden_bias.astype(dtype))  # rounded once, in `dtype`
     if input_bias is not None or hidden_bias is not None:
         return (input_bias if input_bias is not None else hidden_bias).astype(dtype)
     return np.zeros(n_a, dtype)
@@ -114,12 +133,12 @@ def combine_biases(input_bias: np.ndarray | None, hidden_bias: np.ndarray | None
 
 def gate_biases(cell: str, inputs: list, hiddens: list, n_a: int, dtype) -> dict[str, jax.Array]:
     """`{"ba": (G·n_a, 1)}` (and the GRU's `"bhn": (n_a, 1)`) from the input and recurrent bias
-    of each gate, `(n_a,)` arrays or None where the model has none."""
+    of each gate, `(n_a,)` arrays (numpy, or traced) or None where the model has none."""
     gru = cell == "gru"  # the GRU's n gate: b_in alone in ba, b_hn is bhn
     blocks = [
         combine_biases(i, None if gru and k == 2 else h, n_a, dtype) for k, (i, h) in enumerate(zip(inputs, hiddens))
     ]
-    biases = {"ba": jnp.asarray(np.concatenate(blocks)[:, None])}
+    biases = {"ba": jnp.asarray(_array_module(*blocks).concatenate(blocks)[:, None])}
     if gru:
         biases["bhn"] = jnp.asarray(combine_biases(None, hiddens[2], n_a, dtype)[:, None])
     return biases

@@ -1,15 +1,18 @@
 """The jaxrnn layer as an Equinox module: `from jaxrnn.equinox import RNN`.
 
-A stack of vanilla RNN layers (bidirectional layers, a softmax head, `seq_lengths`) whose
-gradient is the hand-derived backward. As Equinox's layers do, it takes one sequence
-`(T, input_size)` — `jax.vmap` it over a batch — and also takes a whole batch
-`(B, T, input_size)` at once, which runs each step as one matrix product over the batch.
-Needs equinox (`pip install "jaxrnn[equinox]"`).
+A stack of vanilla RNN, GRU or LSTM layers (bidirectional layers, a softmax head,
+`seq_lengths`) whose gradient is the hand-derived backward. As Equinox's layers do, it takes
+one sequence `(T, input_size)` — `jax.vmap` it over a batch — and also takes a whole batch
+`(*batch, T, input_size)` at once, which runs each step as one matrix product over the batch.
+States follow Equinox: an array `(hidden_size,)` (`(*batch, hidden_size)` for a batch), an
+LSTM's the pair `(h, c)` as `eqx.nn.LSTMCell`'s; a pair `(forward, reverse)` of them for a
+bidirectional layer, a list of those, bottom first, for a stack. Needs equinox
+(`pip install "jaxrnn[equinox]"`).
 
-    rnn = RNN(3, 16, key=jax.random.key(0))
-    outputs, final_state = rnn(x)  # x (T, 3) or (B, T, 3)
+    rnn = RNN(3, 16, cell="lstm", key=jax.random.key(0))
+    outputs, (h, c) = rnn(x)  # x (T, 3) or (B, T, 3)
 
-    layers, options = jaxrnn.from_torch(torch_rnn)  # a PyTorch model's weights ...
+    layers, options = jaxrnn.from_torch(torch_rnn)  # a PyTorch (or Equinox: from_equinox) model's weights ...
     rnn = RNN.from_parameters(layers, **options)  # ... in this module
 """
 
@@ -24,12 +27,12 @@ from jaxrnn._params import init_stack
 
 
 class RNN(eqx.Module):
-    """A stack of vanilla RNN layers with the hand-derived backward, as an Equinox module.
+    """A stack of recurrent layers with the hand-derived backward, as an Equinox module.
 
-    `layers` is a list, bottom first, of parameter dicts (`Wax (n_a, n_x)`, `Waa (n_a, n_a)`,
-    `ba (n_a, 1)`; `Wya (n_y, n_a)`, `by (n_y, 1)` on a top layer with a head), a pair of
-    them for a bidirectional layer: exactly what `jaxrnn.rnn_stack`, `to_torch` and `to_flax`
-    take.
+    `layers` is a list, bottom first, of parameter dicts (`Wax (G·n_a, n_x)`, `Waa (G·n_a,
+    n_a)`, `ba (G·n_a, 1)`, a GRU's `bhn (n_a, 1)`; `Wya (n_y, n_a)`, `by (n_y, 1)` on a top
+    layer with a head), a pair of them for a bidirectional layer: exactly what
+    `jaxrnn.rnn_stack`, `to_torch`, `to_flax` and `to_equinox` take.
     """
 
     layers: list
@@ -43,6 +46,7 @@ class RNN(eqx.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         output_size: int | None = None,
+        cell: str = "vanilla",
         nonlinearity: str = "tanh",
         time_major: bool = False,
         checkpoint_every: int | None = None,
@@ -57,14 +61,15 @@ class RNN(eqx.Module):
           num_layers, bidirectional: the stack (`jaxrnn.init_stack`'s initialisation).
           output_size: the size of a softmax head on the top layer (unidirectional only); the
             call then returns its probabilities. None: no head, the call returns states.
-          nonlinearity: `"tanh"` or `"relu"`.
+          cell: `"vanilla"`, `"gru"` or `"lstm"`.
+          nonlinearity: `"tanh"` or `"relu"` (the vanilla cell's).
           time_major: batches are `(T, B, input_size)` instead of `(B, T, input_size)`.
           checkpoint_every, gradient: as `jaxrnn.rnn`'s.
           dtype: the parameters' dtype; inputs and states are cast to it.
           key: a `jax.random` key.
         """
         layout = "time_major" if time_major else "batch_major"
-        self.options = _modules.options("jaxrnn.equinox.RNN", nonlinearity, layout, checkpoint_every, gradient)
+        self.options = _modules.options("jaxrnn.equinox.RNN", cell, nonlinearity, layout, checkpoint_every, gradient)
         self.layers = init_stack(
             key,
             input_size,
@@ -73,6 +78,7 @@ class RNN(eqx.Module):
             bidirectional=bidirectional,
             n_y=output_size,
             dtype=dtype,
+            cell=self.options.cell,
         )
 
     @classmethod
@@ -80,18 +86,24 @@ class RNN(eqx.Module):
         cls,
         layers: list,
         *,
+        cell: str = "vanilla",
         nonlinearity: str = "tanh",
         layout: str = "batch_major",
         checkpoint_every: int | None = None,
         gradient: str = "hand",
     ) -> RNN:
-        """The module holding `layers` (as `rnn_stack` takes them, e.g. from `jaxrnn.from_torch`
-        or `jaxrnn.from_flax`); `layout` `"batch_major"` or `"time_major"`, so
+        """The module holding `layers` (as `rnn_stack` takes them, e.g. from `jaxrnn.from_equinox`,
+        `from_torch` or `from_flax`); `layout` `"batch_major"` or `"time_major"`, so
         `RNN.from_parameters(layers, **options)` takes a converter's result."""
         fn = "jaxrnn.equinox.RNN.from_parameters"
-        _modules.options(fn, nonlinearity, layout, checkpoint_every, gradient)
-        layers = _modules.checked_layers(fn, layers)
-        options = {"nonlinearity": nonlinearity, "checkpoint_every": checkpoint_every, "gradient": gradient}
+        checked = _modules.options(fn, cell, nonlinearity, layout, checkpoint_every, gradient)
+        layers = _modules.checked_layers(fn, layers, checked.cell)
+        options = {
+            "cell": checked.cell,
+            "nonlinearity": checked.nonlinearity,
+            "checkpoint_every": checked.checkpoint_every,
+            "gradient": checked.gradient,
+        }
         shell = eqx.filter_eval_shape(cls, 1, 1, time_major=layout == "time_major", **options, key=jax.random.key(0))
         return eqx.tree_at(lambda module: module.layers, shell, layers)
 
@@ -99,19 +111,21 @@ class RNN(eqx.Module):
         """Runs the stack.
 
         Args:
-          inputs: one sequence `(T, input_size)`, or a batch `(B, T, input_size)`
-            (`(T, B, input_size)` when time-major).
-          initial_state: None (zeros), or for one layer its state `(hidden_size,)` / `(B,
-            hidden_size)` (a pair `(forward, reverse)` for a bidirectional layer), for a
-            stack a list of them, bottom first.
-          seq_lengths: the sequence's length (a scalar) or `(B,)` lengths in `[0, T]`, or None.
-            Steps past a length keep the state and output zeros.
+          inputs: one sequence `(T, input_size)`, or a batch `(*batch, T, input_size)`
+            (`(T, *batch, input_size)` when time-major).
+          initial_state: None (zeros), or the state (see the module docstring): arrays
+            `(hidden_size,)` for one sequence, `(*batch, hidden_size)` for a batch.
+          seq_lengths: the sequence's length (a scalar) or `(*batch,)` lengths in `[0, T]`, or
+            None. Steps past a length keep the state and output zeros.
           key: unused; Equinox's call convention.
 
         Returns:
-          `(outputs, final_state)`: outputs `(T, D·hidden_size)` / `(B, T, D·hidden_size)`
+          `(outputs, final_state)`: outputs `(T, D·hidden_size)` / `(*batch, T, D·hidden_size)`
           (D = 2 for a bidirectional top layer), or the head's probabilities; `final_state`
           structured as `initial_state`, each sequence's state after its last valid step.
         """
         del key
-        return _modules.run(self.layers, inputs, initial_state, seq_lengths, self.options)
+        fn, cell = "jaxrnn.equinox.RNN", self.options.cell
+        states = _modules.to_states(fn, "initial_state", initial_state, self.layers, cell, "hc")
+        outputs, final = _modules.run(fn, self.layers, inputs, states, seq_lengths, self.options)
+        return outputs, _modules.from_states(final, self.layers, cell, "hc")

@@ -3,6 +3,7 @@ float32), finite differences (float64), each sequence run alone, the JVP, dtypes
 
 import functools
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -332,3 +333,17 @@ def test_bidirectional_stack_with_dropout_equals_autodiff(x64, cell):
     auto = jax.jit(jax.grad(functools.partial(loss, gradient="autodiff")))(layers)
     assert_trees_close(hand, auto, TOLERANCE[jnp.float64])
     jax.test_util.check_grads(lambda layers: loss(layers, "hand"), (layers,), order=1, modes=("rev",), eps=1e-6)
+
+
+@pytest.mark.parametrize("cell", GATED)
+@pytest.mark.parametrize("checkpoint_every", [None, 3])
+def test_bfloat16_matrix_products_accumulate_in_float32(cell, checkpoint_every):
+    """Every matrix product of a GRU/LSTM gradient step, forward and backward, returns float32 (read from
+    the lowered StableHLO: on CPU a bfloat16 result would round the same float32 sum, so values cannot show it)."""
+    x, a0, params, labels, weights = cell_problem(cell, jnp.bfloat16, key=24)
+    options = {"checkpoint_every": checkpoint_every, "reverse": True}
+    fn = lambda x, a0, params: loss(cell, "cross_entropy", "hand", options, x, a0, params, labels, weights)
+    weights["head"] = weights["head"][..., 0]  # the cross-entropy head's per-token weights (B, T)
+    text = jax.jit(jax.grad(fn, argnums=(0, 1, 2))).lower(x, a0, params).as_text()
+    types = re.findall(r"stablehlo\.dot_general .*-> tensor<[0-9x]*([a-z0-9]+)>", text)
+    assert types and set(types) == {"f32"}, types
