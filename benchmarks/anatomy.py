@@ -21,8 +21,6 @@ add up exactly). Shapes R1 (n_x 64, n_a 256, n_y 64, m 64, T 200) and R2 (128, 5
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -35,14 +33,7 @@ from jaxrnn._heads import predictions
 from jaxrnn._measure import interleaved_timings
 from jaxrnn.bench.options import _configs
 from jaxrnn.bench.problem import make_problem, state_in, to_layout
-
-
-def model_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.SubprocessError, StopIteration):
-        return platform.processor() or platform.machine()
+from jaxrnn.bench.run import cpu_model
 
 
 def parts(cell_name: str, sizes, layout: str) -> dict:
@@ -69,13 +60,13 @@ def parts(cell_name: str, sizes, layout: str) -> dict:
     y = jax.jit(lambda s: predictions(s, params, None))(states)
     g_a_t = _layout.to_time_major(g_a, layout)
     g_y_t = _layout.to_time_major(g_y, layout)
-    _, da_head = jax.jit(lambda: softmax_backward(g_y_t, y, states, params))()
+    _, da_head = jax.jit(lambda g, y, s: softmax_backward(g, y, s, params))(g_y_t, y, states)
     da = g_a_t + da_head
     d_final = tuple(jnp.zeros_like(c) for c in carry0)
     previous = tuple(previous_states(p, s, None, reverse=False) for p, s in zip(carries, carry0))
     d_input, d_hidden, _ = jax.jit(
-        lambda: recurrent_backward(cell, da, d_final, carries, residuals, previous, params["Waa"], None, reverse=False)
-    )()
+        lambda da, c, r, p: recurrent_backward(cell, da, d_final, c, r, p, params["Waa"], None, reverse=False)
+    )(da, carries, residuals, previous)
     steps = {
         "whole step": lambda: whole(x, a0, params),
         "project": jax.jit(lambda xt: project_inputs(xt, params["Wax"])).__call__,
@@ -113,7 +104,7 @@ def main() -> None:
     parser.add_argument("--layout", default="seed", choices=["seed", "batch_major", "time_major"])
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
-    print(f"{model_name()}, {jax.devices()[0].device_kind}; jax {jax.__version__}; layout {args.layout}; float32")
+    print(f"{cpu_model()}, {jax.devices()[0].device_kind}; jax {jax.__version__}; layout {args.layout}; float32")
     for config, sizes in _configs("--configs", args.configs).items():
         for cell in args.cells.split(","):
             timings = interleaved_timings(parts(cell, sizes, args.layout), args.repeats)

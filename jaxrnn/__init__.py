@@ -29,7 +29,7 @@ from jaxrnn._seed import Caches, rnn_backward, rnn_cell_backward, rnn_cell_forwa
 from jaxrnn._stack import rnn_stack, rnn_step
 from jaxrnn._torch import from_torch, from_torch_hidden, to_torch, to_torch_hidden
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Caches",

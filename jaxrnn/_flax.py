@@ -113,12 +113,13 @@ def from_flax(
       An LSTM's Flax carry `(c, h)` is jaxrnn's `LSTMState(h, c)`.
 
     Raises:
-      what jaxrnn cannot compute: another cell (`MGUCell`, `ConvLSTMCell`, a subclass with its
-      own `__call__`), `residual=True`, a `gate_fn` other than sigmoid, an activation other than
-      tanh (and ReLU for `SimpleCell`), layers of different cells, a unidirectional
-      `reverse=True` layer (convert its cell and call `jaxrnn.rnn(..., reverse=True)`, or run
-      it in `jaxrnn.nnx.RNN(cell, reverse=True)`), a custom `merge_fn`, Linen variables of a
-      Bidirectional without `merge_fn=`.
+      TypeError: for another cell (`MGUCell`, `ConvLSTMCell`, a subclass with its own
+        `__call__`) or an object that is not a Flax model or its variables.
+      ValueError: for what else jaxrnn cannot compute: `residual=True`, a `gate_fn` other than
+        sigmoid, an activation other than tanh (and ReLU for `SimpleCell`), layers of different
+        cells, a unidirectional `reverse=True` layer (convert its cell and call
+        `jaxrnn.rnn(..., reverse=True)`, or run it in `jaxrnn.nnx.RNN(cell, reverse=True)`), a
+        custom `merge_fn`, Linen variables of a Bidirectional without `merge_fn=`.
     """
     return read("from_flax", module_or_variables, "module", nonlinearity, time_major, merge_fn)
 

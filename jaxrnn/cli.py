@@ -22,7 +22,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxrnn", description="Recurrent layers in JAX (vanilla RNN, GRU, LSTM) with a hand-derived backward.")
+    parser = argparse.ArgumentParser(
+        prog="jaxrnn", description="Recurrent layers in JAX (vanilla RNN, GRU, LSTM) with a hand-derived backward."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

@@ -33,9 +33,12 @@ mkdir -p "$out"
 # (tests of optional integrations skip themselves when their library is missing).
 python3 -c "import jaxrnn" 2>/dev/null || python3 -m pip install -q -e ".[test]" || python3 -m pip install -q --no-deps -e .
 
+# One process: pytest-xdist's workers would each claim most of the GPU's memory (and the package may
+# be installed without the test extra, so without pytest-xdist): pyproject's addopts less `-n`.
+one_process=(-o "addopts=-ra -m 'not slow'")
 if $dry_run; then
   export JAX_PLATFORMS=cpu
-  tests=(python3 -m pytest -q --collect-only)
+  tests=(python3 -m pytest -q --collect-only "${one_process[@]}")
   bench=(
     --configs 3:8:4:2:6 --repeats 2 --workload dense --variants hand,hand-masked,flax,flax-masked,torch
     --long-config 3:16:4:2:40 --checkpoint-every 10 --stack-config 3:8:2:6:2 --linearity-config 3:8:4:2:10
@@ -48,7 +51,7 @@ else
     echo "gpu_check.sh: JAX sees no GPU (its CUDA plugin: pip install -e \".[cuda]\" for CUDA 13, \".[cuda12]\" for 12)" >&2
     exit 1
   }
-  tests=(python3 -m pytest -x -q)
+  tests=(python3 -m pytest -x -q "${one_process[@]}")
   bench=(--configs R1,R2 --repeats 20 --checkpoint-every 50 --compile-repeats 3)
   torch_device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 fi

@@ -19,6 +19,19 @@ def _first_device(platform):
 PRESENT = tuple(platform for platform in PLATFORMS if _first_device(platform) is not None)
 
 
+def pytest_configure(config):
+    """Compiled programs are kept in JAX's persistent compilation cache, inside pytest's cache
+    directory (`.pytest_cache/d/jax-compilation-cache`; `pytest --cache-clear` empties it): most of
+    the suite's time is XLA compiling, tests compile many identical programs, and a second run
+    compiles almost nothing. Not with `-p no:cacheprovider`, or where `JAX_COMPILATION_CACHE_DIR`
+    already names a cache."""
+    cache = getattr(config, "cache", None)
+    if cache is None or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache.mkdir("jax-compilation-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
 def pytest_report_header(config):
     absent = [platform for platform in PLATFORMS if platform not in PRESENT]
     left_out = f"; not collected (no device): {', '.join(absent)}" if absent else ""

@@ -1,10 +1,12 @@
 """Oracles' tolerances and comparison helpers shared by the tests."""
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxrnn.verify
 
@@ -89,6 +91,16 @@ def covers_every_pair(cases, grid):
     """Whether `cases` contain every pair of values of any two options that occurs in `grid`."""
     pairs = lambda rows: {(i, a, j, b) for row in rows for i, a in enumerate(row) for j, b in enumerate(row) if i < j}
     return pairs(grid) <= pairs(cases)
+
+
+def each_value_once(**axes):
+    """`(names, cases)` for `pytest.mark.parametrize`: the product of `axes` (name: values), all but
+    a diagonal walk marked slow. The default run takes the walk's `max(len(values))` cases, which
+    give every value of every axis once; `-m ""` runs the whole product."""
+    values = list(axes.values())
+    walk = {tuple(v[i % len(v)] for v in values) for i in range(max(map(len, values)))}
+    cases = itertools.product(*values)
+    return tuple(axes), [case if case in walk else pytest.param(*case, marks=pytest.mark.slow) for case in cases]
 
 
 def fast_and_slow(cases, fast_indices):

@@ -10,7 +10,7 @@ import jax.test_util
 import numpy as np
 import pytest
 import seed_numpy
-from helpers import FLOOR, TOLERANCE, assert_trees_close, random_problem, relative_error, seed
+from helpers import FLOOR, TOLERANCE, assert_trees_close, each_value_once, random_problem, relative_error, seed
 
 import jaxrnn
 
@@ -71,9 +71,9 @@ def test_sequence_backward_equals_seed(x64, case):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-13, err_msg=name)
 
 
-@pytest.mark.parametrize("outputs", ["both", "a", "y"])
-@pytest.mark.parametrize("checkpoint_every", [None, 1, 3, 7])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize(
+    *each_value_once(dtype=[jnp.float32, jnp.float64], outputs=["both", "a", "y"], checkpoint_every=[None, 1, 3, 7])
+)
 def test_custom_vjp_equals_autodiff(device, dtype, outputs, checkpoint_every):
     context = jax.enable_x64(True) if dtype == jnp.float64 else jax.enable_x64(False)
     if dtype == jnp.float64 and device.platform == "tpu":
@@ -137,7 +137,14 @@ def test_forward_mode_raises_on_rnn_and_works_on_autodiff(x64):
     np.testing.assert_allclose(jnp.vdot(ca, ta) + jnp.vdot(cy, ty), cotangent_dot_tangent, rtol=1e-12)
 
 
-@pytest.mark.parametrize("sizes", [(3, 4, 2, 3, 1), (3, 4, 2, 1, 5), (3, 1, 2, 3, 5), (3, 4, 1, 3, 5), (1, 1, 1, 1, 1)])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (3, 4, 2, 3, 1),
+        *(pytest.param(s, marks=pytest.mark.slow) for s in [(3, 4, 2, 1, 5), (3, 1, 2, 3, 5), (3, 4, 1, 3, 5)]),
+        (1, 1, 1, 1, 1),
+    ],
+)
 def test_edge_shapes(x64, sizes):
     x, a0, params = random_problem(jax.random.PRNGKey(14), *sizes, jnp.float64)
     ca, cy = weights(jax.random.PRNGKey(15), x, a0, params)

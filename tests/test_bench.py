@@ -24,7 +24,9 @@ from jaxrnn.bench import options, problem, run, stacks, variants
 TINY = problem.Sizes(3, 5, 4, 2, 6)
 
 
-@pytest.mark.parametrize("workload", problem.WORKLOADS)
+@pytest.mark.parametrize(
+    "workload", [problem.WORKLOADS[0], *(pytest.param(w, marks=pytest.mark.slow) for w in problem.WORKLOADS[1:])]
+)
 def test_every_variant_computes_the_oracles_loss_and_gradients(workload):
     """The same loss, and the same gradients with respect to `x`, `a0` and every parameter, PyTorch's included."""
     names = [*variants.ALL_VARIANTS, *variants.OPTIONAL_VARIANTS]

@@ -204,7 +204,7 @@ def test_a_checkpoint_from_before_cells_continues_as_a_vanilla_run(finished_run,
     assert resumed.step == 5 and resumed.config["cell"] == "vanilla"
 
 
-@pytest.mark.parametrize("cell", ["vanilla", pytest.param("gru", marks=pytest.mark.slow), "lstm"])
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=pytest.mark.slow) for c in ("vanilla", "gru")] + ["lstm"])
 def test_every_cell_trains_resumes_evaluates_and_samples(tmp_path, names, capsys, cell):
     out = tmp_path / "run"
     assert train(names, out, "--cell", cell, "--learn-initial-state", "--steps", "4", "--eval-every", "2") == 0
@@ -378,7 +378,8 @@ def test_a_signal_saves_a_checkpoint_that_resume_continues(tmp_path, names, sign
     assert saved.step == step + 3 and np.all(np.isfinite(saved.losses))
 
 
-@pytest.mark.parametrize("gap_s", [0.05, pytest.param(0.5, marks=pytest.mark.slow)])
+@pytest.mark.slow  # two signals at two gaps; test_the_second_signal_exits_at_once_with_one_line runs by default
+@pytest.mark.parametrize("gap_s", [0.05, 0.5])
 def test_a_second_ctrl_c_stops_cleanly_whenever_it_comes(tmp_path, names, gap_s):
     """Inside the save, after it, or while the process exits: never a traceback or an ignored exception.
 

@@ -112,7 +112,7 @@ def test_the_carried_state_continues_the_sequence_and_stops_the_gradient(x64):
     assert np.max(np.abs(grads["Waa"] - full_bptt_grads["Waa"])) > 1e-3
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_the_carried_state_of_every_cell_continues_the_sequence(x64, cell):
     """Two chunks with the state carried (an LSTM's pair (h, c)) are one forward pass over both."""
     config = TrainConfig(hidden_size=N_A, cell=cell, learn_initial_state=True)
@@ -196,7 +196,9 @@ def test_gradient_clipping(clip, expected_update):
     np.testing.assert_allclose(updates["w"], expected_update, rtol=1e-6)
 
 
-@pytest.mark.parametrize("cell", ["vanilla", "gru", "lstm"])
+@pytest.mark.parametrize(
+    "cell", [pytest.param("vanilla", marks=pytest.mark.slow), "gru", pytest.param("lstm", marks=pytest.mark.slow)]
+)
 def test_adamw_decays_the_matrices_only(cell):
     config = TrainConfig(learning_rate=0.1, weight_decay=0.5, clip="none", schedule="constant", warmup_steps=0)
     optimizer = make_optimizer(config)
@@ -270,7 +272,7 @@ def test_resume_after_ctrl_c_ends_bitwise_equal_to_an_uninterrupted_run(tmp_path
         np.testing.assert_array_equal(whole.validation, parts.validation, strict=True)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", [pytest.param("gru", marks=pytest.mark.slow), "lstm"])
 def test_every_cell_resumes_bitwise_equal_to_an_uninterrupted_run(tmp_path, cell):
     config = tiny_config(steps=9, cell=cell, learn_initial_state=True, checkpoint_every=100, eval_every=3)
     uninterrupted = run(config, tmp_path / "whole")

@@ -188,7 +188,7 @@ def test_out_of_range_labels_give_nan_loudly(x64):
         assert bool(jnp.all(jnp.isnan(dx[:, 1, :3]))) and bool(jnp.all(jnp.isfinite(dx[:, 0])))  # sequence 0 is clean
 
 
-@pytest.mark.parametrize("checkpoint_every", [None, 4])
+@pytest.mark.parametrize("checkpoint_every", [pytest.param(None, marks=pytest.mark.slow), 4])
 def test_padding_and_ignored_labels_contribute_nothing(x64, checkpoint_every):
     """Labels PyTorch-style padded with -100 past each length, and some counted tokens marked
     -100 too: those tokens have loss 0 and no gradient, exactly as if their loss weight were 0

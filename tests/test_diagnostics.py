@@ -42,7 +42,14 @@ def offset_forward(x, a0, params, offsets):
     return jnp.stack(states, axis=-1), jnp.stack(outputs, axis=-1)
 
 
-@pytest.mark.parametrize("sizes", [(3, 5, 2, 4, 6), (4, 7, 3, 1, 1), (2, 6, 4, 3, 11)])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (3, 5, 2, 4, 6),
+        pytest.param((4, 7, 3, 1, 1), marks=pytest.mark.slow),
+        pytest.param((2, 6, 4, 3, 11), marks=pytest.mark.slow),
+    ],
+)
 def test_equals_jax_grad_of_offsets(x64, sizes):
     n_x, n_a, n_y, m, T_x = sizes
     (x, a0, params), (ca, cy) = random_problem(0, n_x, n_a, n_y, m, T_x, jnp.float64)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close
+from helpers import TOLERANCE, assert_trees_close, fast_and_slow
 
 import jaxrnn
 
@@ -80,7 +80,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "options", "lengths"), CASES)
+# The default run: each cell once, with reverse, keep_order, time_major and masks among them.
+@pytest.mark.parametrize(("kind", "options", "lengths"), fast_and_slow(CASES, {0, 2, 4, 6}))
 def test_same_call_same_numbers_and_gradients(x64, kind, options, lengths):
     cell = flax_cell(kind, seed=0)
     ours, theirs = RNN(cell, **options), nnx.RNN(nnx.clone(cell), **options)
@@ -138,7 +139,7 @@ def test_batch_dimensions_and_one_sequence(x64):
     assert_trees_close(one, jax.tree.map(lambda a: a[1, 0], (got_carry, got)), TOLERANCE[jnp.float64])
 
 
-@pytest.mark.parametrize("time_major", [False, True])
+@pytest.mark.parametrize("time_major", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_bidirectional_is_nnx_bidirectional(x64, time_major):
     cells = [flax_cell("lstm", seed=s) for s in (0, 1)]
     merge = lambda a, b: a * b  # a merge_fn other than the default

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOLERANCE, relative_error
+from helpers import TOLERANCE, each_value_once, fast_and_slow, relative_error
 
 import jaxrnn
 
@@ -131,7 +131,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("cell_kind", "kinds", "nonlinearity", "time_major", "lengths", "dtype"), CASES)
+# The default run: each cell once (stacked, bidirectional, masked, time-major, float32 and ReLU among them).
+@pytest.mark.parametrize(
+    ("cell_kind", "kinds", "nonlinearity", "time_major", "lengths", "dtype"), fast_and_slow(CASES, {1, 5, 8, 9})
+)
 def test_imported_model_computes_the_same_numbers(device, cell_kind, kinds, nonlinearity, time_major, lengths, dtype):
     if dtype == "float64" and device.platform == "tpu":
         pytest.skip("no float64 on TPU")
@@ -193,8 +196,9 @@ def is_dict(value):
     return isinstance(value, dict)
 
 
-@pytest.mark.parametrize("cell_kind", ["simple", "gru", "lstm", "optimized"])
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize(
+    *each_value_once(cell_kind=["simple", "gru", "lstm", "optimized"], bidirectional=[False, True])
+)
 def test_linen_variables_compute_the_same_numbers(x64, cell_kind, bidirectional):
     lstm = OURS[cell_kind] == "lstm"
     make = lambda: linen.RNN(
@@ -255,8 +259,9 @@ def assert_same_params(got, want):
         np.testing.assert_array_equal(g, w)
 
 
-@pytest.mark.parametrize("cell_kind", ["simple", "gru", "lstm", "optimized"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    *each_value_once(cell_kind=["simple", "gru", "lstm", "optimized"], dtype=["float32", "float64"])
+)
 def test_flax_jaxrnn_flax_is_bitwise_identical(cell_kind, dtype):
     with jax.enable_x64(dtype == "float64"):
         model = flax_stack(("bi", "uni"), jnp.dtype(dtype), cell_kind=cell_kind)
@@ -273,7 +278,10 @@ def test_flax_jaxrnn_flax_is_bitwise_identical(cell_kind, dtype):
             np.testing.assert_array_equal(got, want)  # jaxrnn → Flax → jaxrnn
 
 
-@pytest.mark.parametrize("cell_kind", ["simple", "gru", "lstm", "optimized"])
+@pytest.mark.parametrize(
+    "cell_kind",
+    ["simple", pytest.param("gru", marks=pytest.mark.slow), pytest.param("lstm", marks=pytest.mark.slow), "optimized"],
+)
 def test_linen_round_trip_is_bitwise_identical(cell_kind):
     make = lambda: linen.RNN(LINEN_CELLS[cell_kind](N_A))
     model = linen.Sequential([linen.Bidirectional(make(), make()), make()])
@@ -293,7 +301,7 @@ def test_linen_round_trip_is_bitwise_identical(cell_kind):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("api", ["linen", "nnx"])
+@pytest.mark.parametrize("api", ["linen", pytest.param("nnx", marks=pytest.mark.slow)])
 def test_a_bidirectional_layer_may_share_one_cell(x64, api):
     """Both directions run one cell: two equal directions here, whose gradients add up to the cell's."""
     x, ((carry, _),), _ = problem(("bi",), jnp.float64, time_major=False, lstm=True)

@@ -146,7 +146,7 @@ def test_vmap_over_a_batch_of_problems_float64(x64):
     assert_trees_close(hand, autodiff, TOLERANCE[jnp.float64])
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("dtype", [pytest.param(jnp.float32, marks=pytest.mark.slow), jnp.bfloat16])
 def test_dtypes_are_kept(device, dtype):
     """float32 equals jax.jvp within 1e-5; bfloat16 is near float32 (see BFLOAT16_TOLERANCE)."""
     primals, tangents = jax.tree_util.tree_map(lambda v: v.astype(dtype), problem(jnp.float32, key=2))

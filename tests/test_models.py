@@ -59,7 +59,7 @@ def test_flax_nnx_module(device):
 
 
 def predicted_log_likelihood(model, x, labels):
-    """`Σ log y[label]` through the Equinox model's probabilities head (`rnn_batch_major`)."""
+    """`Σ log y[label]` through the Equinox model's probabilities head (batch-major `rnn`)."""
     y = model.predict(x)
     return jnp.sum(jnp.log(y) * jax.nn.one_hot(labels, y.shape[-1], dtype=y.dtype))
 

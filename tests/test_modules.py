@@ -32,7 +32,7 @@ CONFIGS = [
     # (num_layers, bidirectional, head, seq_lengths, cell)
     (2, True, None, LENGTHS, "lstm"),
     (1, False, N_Y, LENGTHS, "vanilla"),
-    (2, False, None, None, "gru"),
+    pytest.param(2, False, None, None, "gru", marks=pytest.mark.slow),
 ]
 
 

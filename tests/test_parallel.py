@@ -123,6 +123,7 @@ def names_flags(tmp_path, text=NAMES_TEXT, name="names.txt"):
     return [*flags, "--coordinator-timeout", "60"]  # ignored by a single-process run
 
 
+@pytest.mark.slow  # two JAX processes; the default run keeps the SIGTERM one
 def test_two_processes_train_like_one(tmp_path):
     flags = [*names_flags(tmp_path), "--steps", "6", "--optimizer", "sgd", "--learning-rate", "0.5"]
     flags += ["--sample-length", "0", "--eval-every", "3"]
@@ -198,7 +199,8 @@ def test_a_signal_to_one_process_stops_every_process_after_the_same_step(tmp_pat
     assert 10 <= step < 1_000_000 and f"{said} {step};" in outputs[0], outputs
 
 
-@pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.slow)], ids=["worker", "coordinator"])
+@pytest.mark.slow  # two JAX processes; the default run keeps the SIGTERM one
+@pytest.mark.parametrize("victim", [1, 0], ids=["worker", "coordinator"])
 def test_a_killed_process_ends_the_others_at_once_with_one_line_and_the_run_resumes(tmp_path, victim):
     processes = start_processes(tmp_path, lambda i: endless_flags(tmp_path))
     killed = []
@@ -224,3 +226,33 @@ def test_a_killed_process_ends_the_others_at_once_with_one_line_and_the_run_resu
     assert main(["train", *names_flags(tmp_path), "--out", str(out), "--resume", "--steps", str(saved + 2)]) == 0
     assert load_checkpoint(str(out / "checkpoint.npz")).step == saved + 2
     assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+
+
+@pytest.mark.slow  # waits out a heartbeat timeout
+def test_a_frozen_process_is_noticed_after_the_heartbeat_timeout(tmp_path):
+    """SIGSTOP: the process lives but sends nothing. Its peer says so once `--heartbeat-timeout`
+    passes (not at once, not after JAX's own much longer timeout) and exits 2, checkpoint kept."""
+    timeout_s = 3
+    processes = start_processes(tmp_path, lambda i: [*endless_flags(tmp_path), "--heartbeat-timeout", str(timeout_s)])
+    frozen = []
+
+    def freeze(processes):
+        processes[1].send_signal(signal.SIGSTOP)
+        frozen.append(time.monotonic())
+        processes[0].wait(timeout=TIMEOUT_S)
+        frozen.append(time.monotonic())
+        processes[1].kill()
+
+    outputs = finish(processes, before=at_step_10(freeze))
+    assert processes[0].returncode == 2, outputs
+    assert timeout_s - 1 <= frozen[1] - frozen[0] < timeout_s + 10, frozen[1] - frozen[0]
+    errors = [line for line in outputs[0].splitlines() if line.startswith("jaxrnn train: lost")]
+    assert len(errors) == 1 and errors[0].startswith("jaxrnn train: lost process 1 (no sign of life for 3 s"), outputs
+    assert "Traceback" not in outputs[0], outputs
+    assert load_checkpoint(str(tmp_path / "run" / "checkpoint.npz")).step >= 5
+
+
+def test_a_heartbeat_timeout_below_a_second_is_refused(capsys):
+    assert main(["train", "--heartbeat-timeout", "0", "--coordinator", "127.0.0.1:1", "--num-processes", "2",
+                 "--process-id", "0"]) == 2  # fmt: skip
+    assert "--heartbeat-timeout 0: expected at least 1 (seconds)" in capsys.readouterr().err

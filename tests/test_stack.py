@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import jax.test_util
 import numpy as np
 import pytest
-from helpers import TOLERANCE, assert_trees_close, seed
+from helpers import TOLERANCE, assert_trees_close, fast_and_slow, seed
 
 import jaxrnn
 
@@ -55,14 +55,17 @@ def stack_gradients(x, a0, layers, lengths, gradient, checkpoint_every=None):
 
 @pytest.mark.parametrize(
     ("num_layers", "bidirectional", "head", "checkpoint_every", "masked"),
-    [
-        (1, True, False, None, True),
-        (2, False, True, None, True),
-        (2, True, False, 4, True),
-        (3, True, False, None, True),
-        (3, True, False, None, False),
-        (3, False, False, 4, True),
-    ],
+    fast_and_slow(  # the default run: a masked stack with a head (bidirectional stacks: test_cells, and -m "")
+        [
+            (1, True, False, None, True),
+            (2, False, True, None, True),
+            (2, True, False, 4, True),
+            (3, True, False, None, True),
+            (3, True, False, None, False),
+            (3, False, False, 4, True),
+        ],
+        {1},
+    ),
 )
 def test_stack_equals_autodiff_float64(x64, num_layers, bidirectional, head, checkpoint_every, masked):
     x, a0, layers = stack_problem(num_layers, bidirectional, head=head)
@@ -73,6 +76,7 @@ def test_stack_equals_autodiff_float64(x64, num_layers, bidirectional, head, che
     assert_trees_close(hand, auto, TOLERANCE[jnp.float64])
 
 
+@pytest.mark.slow  # float32 stacks: test_cells and test_modules by default
 def test_stack_equals_autodiff_float32(device):
     x, a0, layers = stack_problem(2, True, jnp.float32, key=1)
     _, hand = stack_gradients(x, a0, layers, LENGTHS, "hand")

@@ -95,10 +95,10 @@ CASES = [
 ]
 
 
-# The default run: packed, bidirectional and deep stacks of each cell; the rest with `-m ""`.
+# The default run: packed bidirectional stacks of each cell (1, 2, 3 layers); the rest with `-m ""`.
 @pytest.mark.parametrize(
     ("cell", "num_layers", "bidirectional", "nonlinearity", "batch_first", "packed"),
-    fast_and_slow(CASES, {8, 1, 5, 14}),
+    fast_and_slow(CASES, {1, 8, 14}),
 )
 def test_stack_equals_torch(x64, cell, num_layers, bidirectional, nonlinearity, batch_first, packed):
     torch.manual_seed(num_layers * 10 + bidirectional)

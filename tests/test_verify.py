@@ -6,12 +6,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 import jaxrnn
 import jaxrnn.cli
 import jaxrnn.verify
 
 
+@pytest.mark.slow  # every cell, both dtypes, both oracles (the library calls are checked elsewhere)
 def test_verify_command_passes(capsys):
     status = jaxrnn.cli.main(["verify", "--n-x", "3", "--n-a", "4", "--n-y", "2", "--batch", "2", "--steps", "5"])
     out = capsys.readouterr().out
@@ -59,6 +61,7 @@ def test_verify_catches_a_wrong_gradient(monkeypatch, capsys):
     assert failing and all("| Waa " in line for line in failing)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_python_dash_m_entry_point():
     tiny = ["--n-x", "1", "--n-a", "2", "--n-y", "2", "--batch", "1", "--steps", "2", "--cells", "lstm"]
     result = subprocess.run([sys.executable, "-m", "jaxrnn", "verify", *tiny], capture_output=True, text=True)

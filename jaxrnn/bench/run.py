@@ -11,6 +11,7 @@ import argparse
 import datetime
 import os
 import platform
+import subprocess
 import sys
 
 import jax
@@ -123,12 +124,22 @@ def _linearity(sizes: Sizes, args, device, progress) -> dict:
     return {"sizes": sizes._asdict(), "factor": FACTOR, "limit": LINEAR_LIMIT, "rows": linearity_rows(sizes, timings)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name as `lscpu` prints it ("AMD EPYC", "Intel(R) Xeon(R) ..."): timings on one CPU
+    kind say little about another, so every table names it."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.SubprocessError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine(device) -> dict:
     return {
         "device": getattr(device, "device_kind", device.platform),
         "platform": device.platform,
         "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "date": datetime.date.today().isoformat(),

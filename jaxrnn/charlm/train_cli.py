@@ -119,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         if any(value is None for value in distributed):
             raise CharLMError("a multi-process run needs all of --coordinator, --num-processes and --process-id")
         if args.heartbeat_timeout < 1:
-            raise CharLMError(f"--heartbeat-timeout {args.heartbeat_timeout}: expected a positive number of seconds")
+            raise CharLMError(f"--heartbeat-timeout {args.heartbeat_timeout:g}: expected at least 1 (seconds)")
         from jaxrnn.charlm.parallel import initialize_distributed
         from jaxrnn.charlm.peers import JAX_TIMEOUT_FACTOR
 
