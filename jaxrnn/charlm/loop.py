@@ -218,7 +218,11 @@ def _validation_array(validation: list) -> np.ndarray:
 
 
 def _show_sample(run: _Run, state: TrainState, display) -> None:
-    if not run.main or run.config.sample_length == 0:
+    """Samples from the model; only process 0 shows them, but every process draws them: with jax 0.12.1,
+    a jitted computation that process 0 ran alone left the next training step's collectives waiting
+    forever on a multi-process CPU run (jax 0.10.2 to 0.12.0.1 did not), so every process runs the
+    same computations in the same order."""
+    if run.config.sample_length == 0:
         return
     samples = generate(
         parallel.tree_to_host(state.params),
